@@ -117,6 +117,11 @@ def read_delphes(path: str | os.PathLike) -> EventSample:
     jet_pt, jet_eta, jet_phi = jet_pt[order], jet_eta[order], jet_phi[order]
     has_jet = ak.num(jet_pt, axis=1) > 0
     metadata["n_dropped_no_jet"] = int(ak.sum(~has_jet))
+    if not ak.any(has_jet):
+        raise EventFileError(
+            f"{path}: zero events with a jet ({len(has_jet)} events in the tree); "
+            "check the Delphes jet collection or generate a larger sample"
+        )
     return EventSample(
         jet_pt=jet_pt[has_jet],
         jet_eta=jet_eta[has_jet],

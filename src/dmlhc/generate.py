@@ -1,0 +1,444 @@
+"""Embedded Pythia 8 generator for the SM background and the dark-matter benchmarks.
+
+Physics (sqrt(s) = 14 TeV; leading-jet generation cut pT >= 130 GeV, |eta| <= 5):
+
+- ``sm``: pp -> Z j with Z -> nu nubar (``WeakBosonAndParton:qqbar2gmZg``,
+  ``qg2gmZq``, pure Z, decays closed except to neutrinos).
+- spin 1 (vector mediator coupled to light quarks): q qbar -> Y g and q g -> Y q,
+  realised with the same Z + jet matrix elements for a stable Z of mass m (so the
+  quark couplings keep the SM Z's up/down ratio: |v|^2 + |a|^2 of d-type quarks is
+  1.29 times that of u-type, instead of 1 for a universal vector).
+- spin 0 (scalar coupled to quarks through Yukawas): gluon fusion through the top
+  loop with a jet, ``HiggsSM:gg2Hg(l:t)``, ``qg2Hq(l:t)``, ``qqbar2Hg(l:t)`` for a stable
+  Higgs-like scalar of mass m (heavy-top-limit kinematics, Pythia's approximation).
+- spin 2 (universal couplings, Randall-Sundrum-like): ``ExtraDimensionsG*:gg2G*g``,
+  ``qg2G*q``, ``qqbar2G*g`` for a stable G* (id 5100039) of mass m.
+- ``alp`` (a G Gdual): gg -> a g, q g -> a q, q qbar -> a g, which have the same
+  2 -> 2 matrix elements as the effective g g H vertex, so the Higgs gluon-fusion
+  processes with a stable 0.1 GeV scalar (see ``benchmarks.ALP_GENERATED_MASS``).
+
+Mediators never decay in Pythia: they stand for the invisible chi chibar pair, whose
+mass m follows the line shape of ``lineshape`` (from 2 m_chi, through the
+propagator). The line shape is generated as a mixture of fixed-mass cells, each
+weighted by its Pythia cross section times its share of the line shape; the cross
+sections come from a short parton-level pilot run per cell (cached).
+
+Levels: ``parton`` (hard process only; the jet is the recoiling parton),
+``shower`` (ISR/FSR, anti-kT R = 0.4 jets of visible final-state partons, no MPI,
+no hadronisation) and ``hadron`` (plus MPI and hadronisation). At shower and hadron
+level the hard process is generated from pTHat >= 100 GeV, so that jets that lose
+pT to radiation are not cut before the leading-jet cut; the ATLAS-like jet response
+of ``detector`` is applied there unless disabled. MissingET.MET is the pT of the
+invisible system (Z or mediator) after showering.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from multiprocessing import get_context
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import __version__
+from .benchmarks import ALP_GENERATED_MASS, Benchmark
+from .cache import cache_dir, copy_atomic, key_of, read_json, write_json
+from .detector import JetResponse
+from .events import EventSample, read_delphes, write_delphes
+from .lineshape import mass_cells
+
+LEVELS = ("parton", "shower", "hadron")
+SQRT_S = 14000.0  # GeV
+LEADING_JET_PT_MIN = 130.0  # GeV, generation cut
+LEADING_JET_ETA_MAX = 5.0
+JET_R = 0.4
+JET_PT_MIN = 20.0  # GeV, jets stored per event
+PTHAT_MIN = {"parton": LEADING_JET_PT_MIN, "shower": 100.0, "hadron": 100.0}
+CHUNK_TRIED = {"parton": 20000, "shower": 2000, "hadron": 250}  # events per job
+PILOT_EVENTS = 2000
+MIN_CELL_FRACTION = 1e-5  # cells below this share of the cross section are dropped
+PYTHIA_SEED_MAX = 900_000_000
+
+INVISIBLE_ID = {"sm": 23, "spin1": 23, "spin0": 25, "alp": 25, "spin2": 5100039}
+
+_COMMON = ["Beams:eCM = 14000", "Next:numberCount = 0", "Print:quiet = on", "Random:setSeed = on"]
+_LEVEL = {
+    "parton": ["PartonLevel:all = off", "HadronLevel:all = off"],
+    "shower": ["PartonLevel:MPI = off", "HadronLevel:all = off"],
+    "hadron": [],
+}
+
+
+def pythia_version() -> str:
+    from importlib.metadata import version
+
+    return version("pythia8mc")
+
+
+def process_settings(benchmark: Benchmark, mass: float | None = None) -> list[str]:
+    """Pythia settings of the hard process; ``mass`` is the fixed invisible mass of a cell."""
+    fw = benchmark.framework
+    if fw == "sm":
+        return ["WeakBosonAndParton:qqbar2gmZg = on", "WeakBosonAndParton:qg2gmZq = on",
+                "WeakZ0:gmZmode = 2", "23:onMode = off", "23:onIfAny = 12 14 16"]
+    fixed_mass = ["PhaseSpace:useBreitWigners = off"]
+    if fw == "alp":
+        mass = ALP_GENERATED_MASS
+    pid = INVISIBLE_ID[fw]
+    stable = [f"{pid}:mayDecay = off", f"{pid}:m0 = {mass:.6g}"]
+    if fw == "spin1":
+        return ["WeakBosonAndParton:qqbar2gmZg = on", "WeakBosonAndParton:qg2gmZq = on",
+                "WeakZ0:gmZmode = 2", *stable, *fixed_mass]
+    if fw in ("spin0", "alp"):
+        return ["HiggsSM:gg2Hg(l:t) = on", "HiggsSM:qg2Hq(l:t) = on", "HiggsSM:qqbar2Hg(l:t) = on",
+                *stable, *fixed_mass]
+    if fw == "spin2":
+        return ["ExtraDimensionsG*:gg2G*g = on", "ExtraDimensionsG*:qg2G*q = on",
+                "ExtraDimensionsG*:qqbar2G*g = on", *stable, *fixed_mass]
+    raise ValueError(f"unknown framework {fw!r}")
+
+
+@dataclass(frozen=True)
+class GenerationSpec:
+    """Everything that determines a sample (and so its cache key)."""
+
+    benchmark: Benchmark
+    n_events: int
+    level: str = "parton"
+    seed: int = 1
+    detector: JetResponse = field(default_factory=JetResponse)
+
+    def __post_init__(self):
+        if self.level not in LEVELS:
+            raise ValueError(f"level must be one of {', '.join(LEVELS)}, got {self.level!r}")
+        if self.n_events < 1:
+            raise ValueError(f"the number of events must be positive, got {self.n_events}")
+        if not 0 <= self.seed < PYTHIA_SEED_MAX:
+            raise ValueError(f"seed must be in [0, {PYTHIA_SEED_MAX}), got {self.seed}")
+
+    @property
+    def detector_applied(self) -> bool:
+        return self.detector.enabled and self.level != "parton"
+
+    def describe(self) -> dict:
+        """The JSON description the cache key is made from."""
+        return {
+            "benchmark": asdict(self.benchmark),
+            "n_events": self.n_events,
+            "level": self.level,
+            "seed": self.seed,
+            "detector": asdict(self.detector) if self.detector_applied else None,
+            "cuts": {"pt_min": LEADING_JET_PT_MIN, "eta_max": LEADING_JET_ETA_MAX, "pthat_min": PTHAT_MIN[self.level],
+                     "jet_r": JET_R, "jet_pt_min": JET_PT_MIN, "sqrt_s": SQRT_S},
+            "generator": {"dmlhc": __version__, "pythia8mc": pythia_version(),
+                          "chunk": CHUNK_TRIED[self.level], "pilot_events": PILOT_EVENTS},
+        }
+
+    def file_name(self) -> str:
+        return f"{self.benchmark.name}_{self.level}_{self.n_events}_seed{self.seed}_{key_of(self.describe())[:12]}.root"
+
+
+# ----------------------------------------------------------------------------- jobs
+@dataclass(frozen=True)
+class _Job:
+    settings: tuple[str, ...]
+    level: str
+    n_tried: int
+    seed: int
+    invisible_id: int
+    detector: JetResponse
+    pilot: bool = False
+
+
+@dataclass
+class _JobResult:
+    sigma_mb: float = 0.0
+    sigma_err_mb: float = 0.0
+    n_tried: int = 0
+    jet_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    jets: np.ndarray = field(default_factory=lambda: np.zeros((3, 0)))  # pt, eta, phi (flat)
+    met: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    invisible_mass: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    failed: str = ""
+
+    @property
+    def n_accepted(self) -> int:
+        return len(self.met)
+
+
+def _job_seed(seed: int, *path: int) -> int:
+    return int(np.random.SeedSequence([seed, *path]).generate_state(1)[0]) % (PYTHIA_SEED_MAX - 1) + 1
+
+
+def _run_job(job: _Job) -> _JobResult:
+    """Generate ``job.n_tried`` events in a fresh Pythia and keep those passing the cut."""
+    import pythia8mc
+
+    pythia = pythia8mc.Pythia("", False)
+    level = "parton" if job.pilot else job.level
+    for line in [*_COMMON, *_LEVEL[level], f"PhaseSpace:pTHatMin = {PTHAT_MIN[level]}",
+                 *job.settings, f"Random:seed = {job.seed}"]:
+        if not pythia.readString(line):
+            return _JobResult(failed=f"Pythia rejected the setting {line!r}")
+    if not pythia.init():
+        return _JobResult(failed="Pythia failed to initialise (zero cross section at this mass?)")
+
+    rows, counts, met, inv_mass = [], [], [], []
+    slowjet = None if level == "parton" else pythia8mc.SlowJet(-1, JET_R, JET_PT_MIN, LEADING_JET_ETA_MAX + 0.5, 2, 2)
+    for _ in range(job.n_tried):
+        if not pythia.next() or job.pilot:
+            continue
+        if slowjet is None:
+            invisible, jet = _hard_outgoing(pythia.process, job.invisible_id)
+            rows.append((jet.pT(), jet.eta(), jet.phi()))
+            counts.append(1)
+        else:
+            event = pythia.event
+            invisible = event[_hard_outgoing(event, job.invisible_id)[0].iBotCopyId()]
+            if invisible.isFinal():
+                invisible.statusNeg()  # a stable mediator is invisible: keep it out of the jets
+            slowjet.analyze(event)
+            for j in range(slowjet.sizeJet()):
+                rows.append((slowjet.pT(j), slowjet.p(j).eta(), slowjet.phi(j)))
+            counts.append(slowjet.sizeJet())
+        met.append(invisible.pT())
+        inv_mass.append(invisible.m())
+
+    info = pythia.infoPython()
+    result = _JobResult(sigma_mb=info.sigmaGen(), sigma_err_mb=info.sigmaErr(), n_tried=job.n_tried)
+    if job.pilot:
+        return result
+    jets = np.asarray(rows, dtype=np.float64).reshape(-1, 3).T
+    counts = np.asarray(counts, dtype=np.int64)
+    rng = np.random.default_rng(job.seed)
+    if level != "parton":
+        jets, counts = _reconstruct(jets, counts, job.detector, rng)
+    keep = _passes_generation_cut(jets, counts)
+    jet_keep = np.repeat(keep, counts)
+    result.jet_counts = counts[keep]
+    result.jets = jets[:, jet_keep]
+    result.met = np.asarray(met)[keep]
+    result.invisible_mass = np.asarray(inv_mass)[keep]
+    return result
+
+
+def _hard_outgoing(record, invisible_id: int):
+    """(invisible, recoiling parton) among the two outgoing entries of the hard process."""
+    first, second = record[5], record[6]
+    return (first, second) if first.id() == invisible_id else (second, first)
+
+
+def _reconstruct(jets: np.ndarray, counts: np.ndarray, response: JetResponse, rng: np.random.Generator):
+    """Apply the detector response, drop unreconstructed and soft jets, re-sort by pT."""
+    pt, eta, phi, ok = response.apply(*jets, rng)
+    event_of_jet = np.repeat(np.arange(len(counts)), counts)
+    ok &= pt >= JET_PT_MIN
+    pt, eta, phi, event_of_jet = pt[ok], eta[ok], phi[ok], event_of_jet[ok]
+    order = np.lexsort((-pt, event_of_jet))
+    return np.stack([pt[order], eta[order], phi[order]]), np.bincount(event_of_jet, minlength=len(counts))
+
+
+def _passes_generation_cut(jets: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    has_jet = counts > 0
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]])[has_jet]
+    keep = np.zeros(len(counts), dtype=bool)
+    keep[has_jet] = (jets[0, first] >= LEADING_JET_PT_MIN) & (np.abs(jets[1, first]) <= LEADING_JET_ETA_MAX)
+    return keep
+
+
+# ------------------------------------------------------------------------ the driver
+@dataclass(frozen=True)
+class _Cell:
+    settings: tuple[str, ...]
+    mass: float | None
+    line_weight: float
+
+
+def _cells(benchmark: Benchmark) -> list[_Cell]:
+    if benchmark.spin is None:  # SM or ALP: one process, no line shape
+        return [_Cell(tuple(process_settings(benchmark)), None, 1.0)]
+    return [_Cell(tuple(process_settings(benchmark, c.mass)), c.mass, c.line_weight)
+            for c in mass_cells(benchmark.spin, benchmark.mediator_mass, benchmark.dm_mass)]
+
+
+def _run_all(jobs: list[_Job], workers: int, progress: tqdm | None, count) -> list[_JobResult]:
+    """Run jobs on ``workers`` processes, in order of submission; ``count(result)`` feeds the bar."""
+    if workers <= 1 or len(jobs) == 1:
+        results = []
+        for job in jobs:
+            results.append(_run_job(job))
+            if progress is not None:
+                progress.update(count(results[-1]))
+        return results
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as pool:
+        futures = [pool.submit(_run_job, job) for job in jobs]
+        try:
+            for future in futures:
+                result = future.result()
+                if progress is not None:
+                    progress.update(count(result))
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        return [f.result() for f in futures]
+
+
+def _pilot_cross_sections(cells: list[_Cell], spec: GenerationSpec, workers: int, cache: Path,
+                          show: bool) -> np.ndarray:
+    """Hard-process cross section (mb) of every cell, from short parton-level runs (cached)."""
+    invisible_id = INVISIBLE_ID[spec.benchmark.framework]
+    jobs = [_Job(c.settings, "parton", PILOT_EVENTS, _job_seed(spec.seed, 0, i), invisible_id, spec.detector, True)
+            for i, c in enumerate(cells)]
+    key = key_of({"pilot": [asdict(j) for j in jobs], "pythia8mc": pythia_version()})
+    path = cache / "pilot" / f"{spec.benchmark.name}_{key[:16]}.json"
+    stored = read_json(path)
+    if stored is not None:
+        return np.array(stored["sigma_mb"])
+    with tqdm(total=len(jobs), desc=f"cross sections of {len(cells)} mass cells", unit="cell",
+              disable=not show) as bar:
+        results = _run_all(jobs, workers, bar, lambda r: 1)
+    sigma = np.array([0.0 if r.failed else r.sigma_mb for r in results])
+    write_json(path, {"sigma_mb": sigma.tolist(), "masses": [c.mass for c in cells]})
+    return sigma
+
+
+def generate_sample(spec: GenerationSpec, workers: int | None = None, cache: Path | None = None,
+                    show_progress: bool = True) -> EventSample:
+    """Generate the events of ``spec`` (in memory); results depend on the seed only, not on ``workers``."""
+    workers = workers or os.cpu_count() or 1
+    cache = cache_dir(cache)
+    start = time.time()
+    cells = _cells(spec.benchmark)
+    if len(cells) > 1:
+        sigma_pilot = _pilot_cross_sections(cells, spec, workers, cache, show_progress)
+        weights = sigma_pilot * np.array([c.line_weight for c in cells])
+        if not weights.sum() > 0:
+            raise RuntimeError(f"{spec.benchmark.name}: every mass cell has zero cross section")
+        alive = weights / weights.sum() >= MIN_CELL_FRACTION
+        cells = [c for c, a in zip(cells, alive) if a]
+        weights = weights[alive] / weights[alive].sum()
+    else:
+        weights = np.ones(1)
+
+    invisible_id = INVISIBLE_ID[spec.benchmark.framework]
+    chunk = CHUNK_TRIED[spec.level]
+    results: list[list[_JobResult]] = [[] for _ in cells]
+    efficiency = 1.0 if spec.level == "parton" else 0.4
+    n_accepted, round_ = 0, 0
+    with tqdm(total=spec.n_events, desc=f"generate {spec.benchmark.name} ({spec.level})", unit="ev",
+              disable=not show_progress) as bar:
+        while n_accepted < spec.n_events:
+            round_ += 1
+            to_try = math.ceil((spec.n_events - n_accepted) / max(efficiency, 0.02) * 1.1) + 10
+            per_cell = _largest_remainder(weights * to_try)
+            jobs, owners = [], []
+            for i, (cell, n) in enumerate(zip(cells, per_cell)):
+                for k in range(math.ceil(n / chunk)):
+                    jobs.append(_Job(cell.settings, spec.level, min(chunk, n - k * chunk),
+                                     _job_seed(spec.seed, round_, i, k), invisible_id, spec.detector))
+                    owners.append(i)
+            room = [spec.n_events - n_accepted]  # the bar counts accepted events up to the target
+
+            def count(result: _JobResult) -> int:
+                step = min(result.n_accepted, room[0])
+                room[0] -= step
+                return step
+
+            done = _run_all(jobs, workers, bar, count)
+            for owner, result in zip(owners, done):
+                if result.failed:
+                    raise RuntimeError(f"{spec.benchmark.name}: {result.failed}")
+                results[owner].append(result)
+            n_accepted += sum(r.n_accepted for r in done)
+            tried = sum(r.n_tried for rs in results for r in rs)
+            efficiency = n_accepted / tried
+            if round_ >= 20 and n_accepted < spec.n_events:
+                raise RuntimeError(f"{spec.benchmark.name}: generation cut efficiency {efficiency:.2g} too low")
+
+    return _assemble(spec, cells, weights, results, workers, time.time() - start)
+
+
+def _largest_remainder(x: np.ndarray) -> np.ndarray:
+    """Round non-negative ``x`` to integers with the same (rounded) total, deterministically."""
+    base = np.floor(x).astype(np.int64)
+    short = int(round(x.sum())) - base.sum()
+    if short > 0:
+        base[np.argsort(-(x - base), kind="stable")[:short]] += 1
+    return base
+
+
+def _assemble(spec, cells, weights, results, workers, seconds) -> EventSample:
+    """Merge the jobs' events, keep a uniform random subset of n_events, attach metadata."""
+    sampled = [i for i, rs in enumerate(results) if rs]  # cells too light to get a single event drop out
+    cells, weights, results = [cells[i] for i in sampled], weights[sampled], [results[i] for i in sampled]
+    flat = [r for rs in results for r in rs]
+    counts = np.concatenate([r.jet_counts for r in flat])
+    jets = np.concatenate([r.jets for r in flat], axis=1)
+    met = np.concatenate([r.met for r in flat])
+    inv_mass = np.concatenate([r.invisible_mass for r in flat])
+    rng = np.random.default_rng(_job_seed(spec.seed, 999_999))
+    chosen = rng.choice(len(met), size=spec.n_events, replace=False)  # random order too
+
+    jet_pt, jet_eta, jet_phi = (ak.unflatten(row, counts)[chosen] for row in jets)
+
+    # sigma after cuts: sum over cells of sigma_cell * line weight * cut efficiency
+    tried = np.array([sum(r.n_tried for r in rs) for rs in results])
+    accepted = np.array([sum(r.n_accepted for r in rs) for rs in results])
+    sigma_cell = np.array([np.average([r.sigma_mb for r in rs], weights=[r.n_tried for r in rs]) for rs in results])
+    sigma_err_cell = np.array([math.sqrt(sum((r.sigma_err_mb * r.n_tried) ** 2 for r in rs)) / t
+                               for rs, t in zip(results, tried)])
+    line = np.array([c.line_weight for c in cells])
+    line = line / line.sum() if len(cells) > 1 else line
+    eff = accepted / tried
+    sigma_cut = float(np.sum(sigma_cell * line * eff)) * 1e9  # mb -> pb
+    sigma_gen = float(np.sum(sigma_cell * line)) * 1e9
+    rel_err = math.sqrt(float(np.sum((sigma_err_cell * line * eff) ** 2)) * 1e18 / sigma_cut**2
+                        + _binomial_rel_var(accepted, tried))
+    quantiles = np.quantile(inv_mass, [0.0, 0.1, 0.5, 0.9, 1.0]).round(3).tolist()
+    metadata = {
+        **spec.describe(),
+        "benchmark_description": spec.benchmark.describe(),
+        "sigma_generated_pb": sigma_gen,
+        "sigma_after_cuts_pb": sigma_cut,
+        "sigma_after_cuts_err_pb": sigma_cut * rel_err,
+        "cross_section_note": ("physical (pb)" if spec.benchmark.framework == "sm" else
+                               "arbitrary normalisation: Pythia's couplings, not the model's; S is set by S/sqrt(B)"),
+        "n_tried": int(tried.sum()),
+        "n_accepted": int(accepted.sum()),
+        "n_events": spec.n_events,
+        "workers": workers,
+        "seconds": round(seconds, 2),
+        "invisible_mass_quantiles_gev": dict(zip(["min", "q10", "median", "q90", "max"], quantiles)),
+        "mass_cells": [{"mass": c.mass, "weight": float(w), "tried": int(t), "accepted": int(a)}
+                       for c, w, t, a in zip(cells, weights, tried, accepted)],
+        "pythia_settings": {"common": _COMMON + _LEVEL[spec.level] + [f"PhaseSpace:pTHatMin = {PTHAT_MIN[spec.level]}"],
+                            "process": list(cells[0].settings)},
+    }
+    return EventSample(jet_pt, jet_eta, jet_phi, met[chosen], np.ones(spec.n_events), metadata)
+
+
+def _binomial_rel_var(accepted: np.ndarray, tried: np.ndarray) -> float:
+    a, t = accepted.sum(), tried.sum()
+    return float((t - a) / (a * t)) if a else 0.0
+
+
+def generate(spec: GenerationSpec, out: str | os.PathLike | None = None, workers: int | None = None,
+             cache: str | os.PathLike | None = None, show_progress: bool = True) -> Path:
+    """Generate ``spec`` into the cache (a hit returns at once) and copy it to ``out`` if given."""
+    folder = cache_dir(cache)
+    cached = folder / spec.file_name()
+    if not cached.is_file():
+        sample = generate_sample(spec, workers=workers, cache=folder, show_progress=show_progress)
+        write_delphes(cached, sample)
+    return copy_atomic(cached, Path(out)) if out else cached
+
+
+def load_or_generate(spec: GenerationSpec, **kwargs) -> EventSample:
+    """The sample of ``spec``, generated on first use."""
+    return read_delphes(generate(spec, **kwargs))

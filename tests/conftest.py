@@ -1,0 +1,40 @@
+"""Shared fixtures: tiny synthetic event samples and an isolated sample cache."""
+
+from __future__ import annotations
+
+import awkward as ak
+import numpy as np
+import pytest
+
+from dmlhc.events import EventSample
+
+
+def synthetic_sample(n: int = 500, seed: int = 0, hardness: float = 100.0, max_jets: int = 3) -> EventSample:
+    """Events with 0..max_jets jets, pT-ordered, leading pT = 130 + exponential(hardness)."""
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(1, max_jets + 1, n)
+    pt = []
+    for k in counts:
+        lead = 130 + rng.exponential(hardness)
+        pt.append(sorted([lead, *rng.uniform(20, lead, k - 1)], reverse=True))
+    flat = np.concatenate(pt)
+    return EventSample(
+        jet_pt=ak.unflatten(flat, counts),
+        jet_eta=ak.unflatten(rng.normal(0, 1.5, len(flat)), counts),
+        jet_phi=ak.unflatten(rng.uniform(-np.pi, np.pi, len(flat)), counts),
+        met=rng.exponential(200, n) + 100,
+        weight=np.ones(n),
+        metadata={"source": "synthetic", "seed": seed},
+    )
+
+
+@pytest.fixture
+def sample() -> EventSample:
+    return synthetic_sample()
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    """Every test gets its own sample cache, so no test sees another's files."""
+    monkeypatch.setenv("DMLHC_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
