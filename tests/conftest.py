@@ -33,8 +33,13 @@ def sample() -> EventSample:
     return synthetic_sample()
 
 
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture(autouse=True)
-def isolated_cache(tmp_path, monkeypatch):
-    """Every test gets its own sample cache, so no test sees another's files."""
-    monkeypatch.setenv("DMLHC_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
+def test_cache(session_cache, monkeypatch):
+    """All tests share one throw-away sample cache (never the user's); tests of the cache pass their own."""
+    monkeypatch.setenv("DMLHC_CACHE", str(session_cache))
+    return session_cache

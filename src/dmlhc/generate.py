@@ -64,6 +64,7 @@ CHUNK_TRIED = {"parton": 20000, "shower": 2000, "hadron": 250}  # events per job
 PILOT_EVENTS = 2000
 MIN_CELL_FRACTION = 1e-5  # cells below this share of the cross section are dropped
 PYTHIA_SEED_MAX = 900_000_000
+PILOT_SEED = 20220063
 
 INVISIBLE_ID = {"sm": 23, "spin1": 23, "spin0": 25, "alp": 25, "spin2": 5100039}
 
@@ -293,7 +294,8 @@ def _pilot_cross_sections(cells: list[_Cell], spec: GenerationSpec, workers: int
                           show: bool) -> np.ndarray:
     """Hard-process cross section (mb) of every cell, from short parton-level runs (cached)."""
     invisible_id = INVISIBLE_ID[spec.benchmark.framework]
-    jobs = [_Job(c.settings, "parton", PILOT_EVENTS, _job_seed(spec.seed, 0, i), invisible_id, spec.detector, True)
+    # The pilot seed is fixed, so every seed of a benchmark shares one (cached) set of cell weights.
+    jobs = [_Job(c.settings, "parton", PILOT_EVENTS, _job_seed(PILOT_SEED, i), invisible_id, JetResponse(), True)
             for i, c in enumerate(cells)]
     key = key_of({"pilot": [asdict(j) for j in jobs], "pythia8mc": pythia_version()})
     path = cache / "pilot" / f"{spec.benchmark.name}_{key[:16]}.json"
