@@ -71,6 +71,8 @@ def plot_kinematics(samples: dict[str, EventSample], out_dir: str | Path, title:
             ax.set_ylabel("normalised")
             if var == "pt":
                 ax.set_yscale("log")
+            else:  # room for the legend above the curves
+                ax.set_ylim(0, 1.6 * max(hists[n][var].max() for n in ["sm", *names]))
             ax.legend(fontsize=11, loc="upper right")
         fig.suptitle(f"{framework}: {title}", fontsize=14)
         fig.tight_layout()

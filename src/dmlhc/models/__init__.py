@@ -1,0 +1,1 @@
+"""Networks (architectures) and the LightningModules that train them."""
