@@ -42,8 +42,10 @@ def cmd_generate(args) -> int:
                     show_progress=not args.quiet)
     meta = read_delphes(path).metadata
     sigma, err = meta["sigma_after_cuts_pb"], meta["sigma_after_cuts_err_pb"]
+    q = meta["invisible_mass_quantiles_gev"]
+    quantiles = " / ".join(f"{q[k]:.4g}" for k in ("min", "q10", "median", "q90", "max"))
     print(f"{benchmark.describe()}: {meta['n_events']} events ({meta['n_accepted']} accepted of "
-          f"{meta['n_tried']} tried), invisible mass quantiles {meta['invisible_mass_quantiles_gev']} GeV",
+          f"{meta['n_tried']} tried); invisible mass min / 10% / median / 90% / max = {quantiles} GeV",
           file=sys.stderr)
     if benchmark.framework == "sm":
         print(f"SM cross section after the generation cuts: {sigma:.2f} +- {err:.2f} pb "

@@ -36,8 +36,10 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
@@ -177,8 +179,26 @@ def _job_seed(seed: int, *path: int) -> int:
     return int(np.random.SeedSequence([seed, *path]).generate_state(1)[0]) % (PYTHIA_SEED_MAX - 1) + 1
 
 
+@contextmanager
+def _stdout_to_stderr():
+    """Send C++ output (Pythia's messages, the FastJet banner) to stderr: stdout carries results only."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _run_job(job: _Job) -> _JobResult:
     """Generate ``job.n_tried`` events in a fresh Pythia and keep those passing the cut."""
+    with _stdout_to_stderr():
+        return _generate_events(job)
+
+
+def _generate_events(job: _Job) -> _JobResult:
     import pythia8mc
 
     pythia = pythia8mc.Pythia("", False)
