@@ -1,0 +1,87 @@
+"""Networks, the LightningModule and the tracking helpers, on synthetic tensors (no Pythia)."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from dmlhc.models.architectures import EventDNN, HistogramCNN, HistogramDNN
+from dmlhc.models.classifier import Classifier
+from dmlhc.tracking import (flatten, plot_example_histograms, plot_output_distributions, plot_prediction_frequency,
+                            plot_roc, trimmed_statistic)
+
+
+@pytest.mark.parametrize("net,shape", [(HistogramDNN(30, 30, 1), (4, 30, 30)), (HistogramCNN(30, 30, 8), (4, 30, 30)),
+                                       (HistogramCNN(5, 5, 1), (4, 5, 5)), (EventDNN(3, 1), (4, 3))])
+def test_networks_give_one_logit_per_output(net, shape):
+    assert net(torch.rand(shape)).shape == (4, net(torch.rand(shape)).shape[1])
+
+
+def test_paper_dnn_has_the_table_2_shape():
+    net = HistogramDNN(30, 30, 1)
+    linear = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linear] == [(900, 20), (20, 20), (20, 20), (20, 1)]
+    assert sum(isinstance(m, torch.nn.Dropout) and m.p == 0.2 for m in net.modules()) == 3
+
+
+def test_cnn_refuses_bins_too_coarse_to_pool():
+    with pytest.raises(ValueError, match="too coarse"):
+        HistogramCNN(3, 3, 1)
+
+
+def _separable(n=512, classes=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, classes, (n,), generator=g)
+    x = torch.rand(n, 6, 6, generator=g)
+    x[:, 0, 0] += 2.0 * y  # the class is written in one bin
+    return x, y
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_classifier_learns_a_separable_problem(classes):
+    pl.seed_everything(0)
+    x, y = _separable(classes=classes)
+    loader = DataLoader(TensorDataset(x, y), batch_size=64)
+    module = Classifier(HistogramDNN(6, 6, 1 if classes == 2 else classes, dropout=0.0), n_classes=classes, lr=1e-2)
+    trainer = pl.Trainer(max_epochs=15, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, loader, loader)
+    result = trainer.test(module, loader, verbose=False)[0]
+    assert result["test/auc"] > 0.95
+    assert torch.cat(module.test_scores).shape[0] == len(y)
+    if classes > 2:
+        assert {f"test/auc_class{k}" for k in range(classes)} <= set(result)
+
+
+def test_constant_scores_give_auc_one_half():
+    """method.md: a position-tie-breaking AUC called a constant network perfect."""
+    from torchmetrics.classification import BinaryAUROC
+
+    assert BinaryAUROC()(torch.full((100,), 0.3), torch.arange(100) % 2).item() == pytest.approx(0.5)
+
+
+def test_trimmed_statistic_drops_extremes():
+    assert trimmed_statistic([0.1, 0.5, 0.6, 0.7, 0.99]) == pytest.approx((0.6, np.std([0.5, 0.6, 0.7])))
+    assert trimmed_statistic([0.7]) == (0.7, 0.0)
+
+
+def test_flatten_nested_config():
+    assert flatten({"a": {"b": 1, "c": [1, 2]}, "d": "x"}) == {"a.b": 1, "a.c": "[1, 2]", "d": "x"}
+
+
+def test_plots_are_written(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 200)
+    scores = np.clip(rng.normal(0.4 + 0.2 * labels, 0.1), 0, 1)
+    paths = [
+        plot_roc(labels, {"DNN": (scores, 0.9), "optimal": (scores * 0.9, 0.91)}, tmp_path / "roc.png"),
+        plot_output_distributions(labels, scores, tmp_path / "out.png"),
+        plot_example_histograms(rng.random((400, 5, 5)), labels, ["SM", "SM + sig"], [130, 2000, -4, 4],
+                                tmp_path / "ex.png"),
+        plot_prediction_frequency(np.repeat([0, 1, 2], 50), rng.dirichlet([1, 1, 1], 150), ["a", "b", "c"],
+                                  tmp_path / "freq.png"),
+    ]
+    assert all(p.is_file() and p.stat().st_size > 5000 for p in paths)
