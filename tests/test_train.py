@@ -1,0 +1,126 @@
+"""The training job end to end on CPU: real generator, real Lightning, a real SQLite MLflow store."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+from hydra import compose, initialize_config_dir
+
+from dmlhc.train import ConfigError, train, validate
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["signal.events=20000", "background.events=100000", "background.n_background=2000",
+         "trainer.max_epochs=4", "data.steps_per_epoch=15", "data.batch_size=128", "data.n_val=600",
+         "data.n_test=1000", "trainer.enable_progress_bar=false"]
+
+
+def _config(*overrides: str):
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        return compose("train", overrides=[*SMALL, *overrides])
+
+
+def _runs(store: Path, experiment: str = "dmlhc"):
+    client = mlflow.MlflowClient(f"sqlite:///{store}")
+    exp = client.get_experiment_by_name(experiment)
+    return client, client.search_runs([exp.experiment_id])
+
+
+@pytest.mark.pythia
+def test_train_py_end_to_end_writes_a_complete_mlflow_run(tmp_path):
+    run = subprocess.run([sys.executable, str(ROOT / "train.py"), "signal=spin1_onshell", "snr=3", "trainer=cpu",
+                          *SMALL], cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    client, runs = _runs(tmp_path / "mlruns" / "mlflow.db")
+    assert len(runs) == 1
+    r = runs[0]
+    params, metrics = r.data.params, r.data.metrics
+    assert params["signal"] == "spin1_onshell" and float(params["snr"]) == 3.0
+    assert params["n_background"] == "2000" and params["n_signal"] == "134"
+    assert params["architecture"] == "HistogramDNN" and params["seed"] == "1" and "30x30 linear" in params["binning"]
+    assert {"val/loss", "val/auc", "test/auc", "test/auc_optimal"} <= set(metrics)
+    assert 0.5 < metrics["test/auc"] <= 1.0
+    assert 0.5 < metrics["test/auc_optimal"] <= 1.0
+    artifacts = {a.path for a in client.list_artifacts(r.info.run_id, "plots")}
+    assert artifacts == {"plots/roc.png", "plots/outputs.png", "plots/example_histograms.png"}
+    assert "config.yaml" in {a.path for a in client.list_artifacts(r.info.run_id)}
+    assert any(k.startswith("data.pool_ratio/background/test") for k in params)  # N/B recorded
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'store.db'}")
+    return tmp_path / "store.db"
+
+
+@pytest.mark.pythia
+def test_multiclass_run_logs_per_class_aucs_and_the_prediction_frequency(store):
+    train(_config("model=multiclass", "model.signals=[spin1_onshell,spin2_onshell]", "snr=3"))
+    client, (r,) = _runs(store)
+    assert {"test/auc_class0", "test/auc_class1", "test/auc_class2", "test/auc_optimal"} <= set(r.data.metrics)
+    assert "plots/prediction_frequency.png" in {a.path for a in client.list_artifacts(r.info.run_id, "plots")}
+
+
+@pytest.mark.pythia
+def test_cnn_run(store):
+    train(_config("architecture=cnn", "snr=3"))
+    _, (r,) = _runs(store)
+    assert r.data.params["architecture"] == "HistogramCNN" and 0.5 < r.data.metrics["test/auc"] <= 1
+
+
+@pytest.mark.pythia
+def test_event_level_run(store):
+    train(_config("model=event", "architecture=event_dnn", "data.n_test=4000"))
+    client, (r,) = _runs(store)
+    assert 0.45 < r.data.metrics["test/auc"] < 0.9  # one event says little (paper: 0.57-0.78)
+    assert "plots/roc.png" in {a.path for a in client.list_artifacts(r.info.run_id, "plots")}
+
+
+@pytest.mark.pythia
+def test_repeats_make_a_parent_with_children_and_the_trimmed_statistic(store):
+    train(_config("repeats=3", "trainer.max_epochs=2", "snr=3"))
+    _, runs = _runs(store)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == 3
+    assert {c.data.params["seed"] for c in children} == {"1", "2", "3"}
+    assert "test/auc_trimmed_mean" in parents[0].data.metrics
+
+
+def test_same_seed_same_auc_on_cpu(store):
+    """Reproducibility without Pythia: synthetic samples written as Delphes files."""
+    from conftest import synthetic_sample
+
+    from dmlhc.events import write_delphes
+
+    sig = write_delphes(store.parent / "sig.root", synthetic_sample(20000, 1, 250.0))
+    bkg = write_delphes(store.parent / "bkg.root", synthetic_sample(60000, 2, 100.0))
+    overrides = ["signal=delphes", f"signal.files=[{sig}]", f"background.files=[{bkg}]", "trainer=cpu",
+                 "trainer.max_epochs=2", "snr=2", "background.n_background=1000"]
+    train(_config(*overrides))
+    train(_config(*overrides))
+    _, runs = _runs(store)
+    assert len(runs) == 2 and runs[0].data.metrics["test/auc"] == runs[1].data.metrics["test/auc"]
+
+
+@pytest.mark.parametrize("override,message", [
+    ("snr=-1", "snr=-1"),
+    ("signal.benchmark=spin3", "signal spin1_onshell.benchmark: unknown benchmark 'spin3'"),
+    ("binning.pt_range=[100,2000]", "binning.pt_range"),
+    ("architecture=event_dnn", "use architecture=event_dnn with model=event"),
+    ("snr=500", "raise signal.events"),
+])
+def test_invalid_configuration_fails_before_any_work(override, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+        validate(_config(override))
+
+
+def test_train_py_reports_a_configuration_error_in_one_line(tmp_path):
+    run = subprocess.run([sys.executable, str(ROOT / "train.py"), "snr=-0.5"], cwd=tmp_path, capture_output=True,
+                         text=True)
+    assert run.returncode != 0 and "configuration error: snr=-0.5" in run.stderr
+    assert not (tmp_path / "mlruns").exists()
