@@ -30,13 +30,13 @@ def _runs(store: Path, experiment: str = "dmlhc"):
 
 
 @pytest.mark.pythia
-def test_train_py_end_to_end_writes_a_complete_mlflow_run(tmp_path):
-    run = subprocess.run([sys.executable, str(ROOT / "train.py"), "signal=spin1_onshell", "snr=3", "trainer=cpu",
-                          *SMALL], cwd=tmp_path, capture_output=True, text=True)
+def test_train_py_multirun_end_to_end_writes_complete_mlflow_runs(tmp_path):
+    run = subprocess.run([sys.executable, str(ROOT / "train.py"), "signal=spin1_onshell", "snr=3,2", "trainer=cpu",
+                          *SMALL, "-m"], cwd=tmp_path, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
     client, runs = _runs(tmp_path / "mlruns" / "mlflow.db")
-    assert len(runs) == 1
-    r = runs[0]
+    assert sorted(r.data.params["snr"] for r in runs) == ["2.0", "3.0"]  # one run per job, one experiment
+    r = next(r for r in runs if r.data.params["snr"] == "3.0")
     params, metrics = r.data.params, r.data.metrics
     assert params["signal"] == "spin1_onshell" and float(params["snr"]) == 3.0
     assert params["n_background"] == "2000" and params["n_signal"] == "134"

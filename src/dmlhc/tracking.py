@@ -33,6 +33,32 @@ def artifact_location(experiment: str, root: str = DEFAULT_ARTIFACT_ROOT) -> str
     return str((Path(root) / "artifacts" / experiment).resolve())
 
 
+def experiment_id_of(cfg) -> str:
+    """The MLflow experiment of ``cfg.logger`` (created with its artifacts under mlruns/ if new); sets the URI."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri(cfg.logger.tracking_uri))
+    name = cfg.logger.experiment_name
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    return mlflow.create_experiment(name, artifact_location=artifact_location(name, cfg.logger.artifact_root))
+
+
+def log_study_summary(cfg, summary: dict) -> str:
+    """One MLflow run ``study_<name>`` with the study's best params and value; returns its id."""
+    import mlflow
+
+    experiment_id = experiment_id_of(cfg)
+    tags = {"optuna.study": summary["study_name"], "optuna.summary": "true"}
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"study_{summary['study_name']}", tags=tags) as run:
+        mlflow.log_params({f"best.{k}": v for k, v in summary["best_params"].items()}
+                          | {"best_trial": summary["best_trial"], "storage": summary["storage"]})
+        mlflow.log_metrics({"best_value": summary["best_value"], "n_complete": summary["n_complete"],
+                            "n_pruned": summary["n_pruned"]})
+        return run.info.run_id
+
+
 def flatten(config: dict, prefix: str = "") -> dict[str, object]:
     """Nested dict -> {"a.b.c": value}, lists as strings (MLflow params are flat)."""
     flat: dict[str, object] = {}

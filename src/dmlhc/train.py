@@ -35,7 +35,7 @@ from .generate import GenerationSpec, load_or_generate
 from .models.classifier import Classifier
 from .optimal import LikelihoodRatio, class_probabilities
 from .pools import Binning, Cuts
-from .tracking import (artifact_location, flatten, plot_example_histograms, plot_output_distributions,
+from .tracking import (experiment_id_of, flatten, plot_example_histograms, plot_output_distributions,
                        plot_prediction_frequency, plot_roc, tracking_uri, trimmed_statistic)
 
 log = logging.getLogger(__name__)
@@ -146,9 +146,10 @@ def fit_and_test(cfg: DictConfig, seed: int, run_id: str, workdir: Path) -> dict
     checkpoint = ModelCheckpoint(dirpath=workdir / "checkpoints", monitor="val/loss", mode="min", save_top_k=1)
     logger = MLFlowLogger(experiment_name=cfg.logger.experiment_name, tracking_uri=tracking_uri(cfg.logger.tracking_uri),
                           run_id=run_id)
-    trainer = hydra.utils.instantiate(
-        cfg.trainer, logger=logger, default_root_dir=str(workdir),
-        callbacks=[checkpoint, EarlyStopping(monitor="val/loss", mode="min", patience=cfg.model.patience)])
+    callbacks = [checkpoint, EarlyStopping(monitor="val/loss", mode="min", patience=cfg.model.patience)]
+    if cfg.get("optuna_trial"):
+        callbacks.append(OptunaPruning(cfg.optuna_trial, cfg.optimized_metric))
+    trainer = hydra.utils.instantiate(cfg.trainer, logger=logger, default_root_dir=str(workdir), callbacks=callbacks)
     trainer.fit(module, datamodule=datamodule)
     best = checkpoint.best_model_path or None
     metrics = {k: float(v) for k, v in trainer.test(module, datamodule=datamodule, ckpt_path=best)[0].items()}
@@ -158,6 +159,32 @@ def fit_and_test(cfg: DictConfig, seed: int, run_id: str, workdir: Path) -> dict
     if trainer.is_global_zero:
         metrics |= _log_results(cfg, datamodule, module, run_id, workdir)
     return metrics
+
+
+class OptunaPruning(pl.Callback):
+    """Report the monitored metric of every epoch to the Optuna trial of this job; stop if the pruner says so."""
+
+    def __init__(self, trial_cfg: DictConfig, monitor: str):
+        import optuna
+
+        storage = optuna.storages.RDBStorage(str(trial_cfg.storage))
+        study = optuna.load_study(study_name=trial_cfg.study_name, storage=storage)
+        pruner = study.user_attrs.get("pruner", {"enabled": False})
+        study.pruner = (optuna.pruners.MedianPruner(n_startup_trials=pruner["n_startup_trials"],
+                                                    n_warmup_steps=pruner["n_warmup_steps"])
+                        if pruner["enabled"] else optuna.pruners.NopPruner())
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, int(trial_cfg.number))
+        self.trial, self.monitor = optuna.trial.Trial(study, trial_id), monitor
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if trainer.sanity_checking or value is None:
+            return
+        self.trial.report(float(value), step=trainer.current_epoch)
+        if self.trial.should_prune():
+            log.info("Optuna pruned trial %d at epoch %d", self.trial.number, trainer.current_epoch)
+            self.trial.set_user_attr("pruned", True)
+            trainer.should_stop = True
 
 
 def _log_results(cfg, datamodule: EnsembleDataModule, module: Classifier, run_id: str, workdir: Path) -> dict:
@@ -214,19 +241,10 @@ def _optimal_scores(datamodule: EnsembleDataModule) -> np.ndarray:
     return scorer.scores(datamodule.test_counts).cpu().numpy()
 
 
-def _experiment_id(cfg: DictConfig) -> str:
-    mlflow.set_tracking_uri(tracking_uri(cfg.logger.tracking_uri))
-    name = cfg.logger.experiment_name
-    experiment = mlflow.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    return mlflow.create_experiment(name, artifact_location=artifact_location(name, cfg.logger.artifact_root))
-
-
 def train(cfg: DictConfig) -> float:
     """Run the job of ``cfg`` (one run, or a parent with ``repeats`` children); returns the optimised metric."""
     validate(cfg)
-    experiment_id = _experiment_id(cfg)
+    experiment_id = experiment_id_of(cfg)
     run_name = cfg.logger.run_name or f"{cfg.signal.name if not cfg.model.get('signals') else cfg.model.task}" \
                                       f"_snr{cfg.snr:g}_{cfg.architecture._target_.rsplit('.', 1)[-1]}"
     params = flatten(OmegaConf.to_container(cfg, resolve=True))
@@ -236,8 +254,14 @@ def train(cfg: DictConfig) -> float:
                "architecture": cfg.architecture._target_.rsplit(".", 1)[-1], "task": cfg.model.task}
     resolved = OmegaConf.to_yaml(cfg, resolve=True)
 
+    tags = {}
+    if cfg.get("optuna_trial"):
+        tags = {"optuna.study": cfg.optuna_trial.study_name, "optuna.trial": str(cfg.optuna_trial.number)}
+        run_name += f"_trial{cfg.optuna_trial.number}"
+
     def start(parent: str | None, seed: int, suffix: str = ""):
-        run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name + suffix, nested=parent is not None)
+        run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name + suffix, nested=parent is not None,
+                               tags=tags)
         mlflow.log_params({k: v for k, v in params.items() if k != "seed"} | {"seed": seed})
         mlflow.log_text(resolved, "config.yaml")
         return run

@@ -11,21 +11,21 @@ import torch
 from torch import nn
 
 
-def _dense_stack(n_inputs: int, hidden: list[int], dropout: float) -> tuple[nn.Sequential, int]:
+def _dense_stack(n_inputs: int, depth: int, width: int, dropout: float) -> tuple[nn.Sequential, int]:
     layers: list[nn.Module] = []
-    for width in hidden:
+    for _ in range(depth):
         layers += [nn.Linear(n_inputs, width), nn.ReLU(), nn.Dropout(dropout)]
         n_inputs = width
     return nn.Sequential(*layers), n_inputs
 
 
 class HistogramDNN(nn.Module):
-    """Histogram unrolled to n_pt * n_eta inputs; dense hidden layers, relu, dropout after each."""
+    """Histogram unrolled to n_pt * n_eta inputs; ``depth`` dense layers of ``width``, relu, dropout after each."""
 
-    def __init__(self, n_pt: int, n_eta: int, n_outputs: int = 1, hidden: list[int] = (20, 20, 20),
+    def __init__(self, n_pt: int, n_eta: int, n_outputs: int = 1, depth: int = 3, width: int = 20,
                  dropout: float = 0.2):
         super().__init__()
-        self.body, width = _dense_stack(n_pt * n_eta, list(hidden), dropout)
+        self.body, width = _dense_stack(n_pt * n_eta, depth, width, dropout)
         self.head = nn.Linear(width, n_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -33,22 +33,26 @@ class HistogramDNN(nn.Module):
 
 
 class HistogramCNN(nn.Module):
-    """Conv(3x3, 32) -> MaxPool(2) -> Conv(3x3, 64) -> MaxPool(2) -> Flatten -> Dense(20) -> output."""
+    """``depth`` stages of Conv(3x3) + MaxPool(2), channels 32, 64, ... -> Flatten -> Dense(width) -> output.
 
-    def __init__(self, n_pt: int, n_eta: int, n_outputs: int = 1, channels: list[int] = (32, 64),
-                 dense: int = 20, dropout: float = 0.2):
+    The paper's CNN is depth 2, width 20. A stage pools only while the map is at least 2 x 2.
+    """
+
+    def __init__(self, n_pt: int, n_eta: int, n_outputs: int = 1, depth: int = 2, channels: int = 32,
+                 width: int = 20, dropout: float = 0.2):
         super().__init__()
         layers: list[nn.Module] = []
         n_in, size = 1, (n_pt, n_eta)
-        for n_out in channels:
-            if min(size) < 2:
-                raise ValueError(f"binning {n_pt}x{n_eta} is too coarse for {len(channels)} pooling stages; "
-                                 "use more bins or fewer architecture.channels")
-            layers += [nn.Conv2d(n_in, n_out, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
-            n_in, size = n_out, (size[0] // 2, size[1] // 2)
+        for stage in range(depth):
+            n_out = channels * 2**stage
+            layers += [nn.Conv2d(n_in, n_out, 3, padding=1), nn.ReLU()]
+            if min(size) >= 2:
+                layers.append(nn.MaxPool2d(2))
+                size = (size[0] // 2, size[1] // 2)
+            n_in = n_out
         self.features = nn.Sequential(*layers, nn.Flatten())
-        self.classifier = nn.Sequential(nn.Linear(n_in * size[0] * size[1], dense), nn.ReLU(), nn.Dropout(dropout),
-                                        nn.Linear(dense, n_outputs))
+        self.classifier = nn.Sequential(nn.Linear(n_in * size[0] * size[1], width), nn.ReLU(), nn.Dropout(dropout),
+                                        nn.Linear(width, n_outputs))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x.unsqueeze(1)))
@@ -57,10 +61,9 @@ class HistogramCNN(nn.Module):
 class EventDNN(nn.Module):
     """Event-by-event baseline: dense layers on per-event (pT, eta, phi)."""
 
-    def __init__(self, n_features: int = 3, n_outputs: int = 1, hidden: list[int] = (20, 20, 20),
-                 dropout: float = 0.2):
+    def __init__(self, n_features: int = 3, n_outputs: int = 1, depth: int = 3, width: int = 20, dropout: float = 0.2):
         super().__init__()
-        self.body, width = _dense_stack(n_features, list(hidden), dropout)
+        self.body, width = _dense_stack(n_features, depth, width, dropout)
         self.head = nn.Linear(width, n_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
