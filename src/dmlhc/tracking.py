@@ -8,6 +8,7 @@ MLFlowLogger would otherwise use); ``MLFLOW_TRACKING_URI`` overrides.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import matplotlib
@@ -33,16 +34,31 @@ def artifact_location(experiment: str, root: str = DEFAULT_ARTIFACT_ROOT) -> str
     return str((Path(root) / "artifacts" / experiment).resolve())
 
 
+def retry_on_race(action, attempts: int = 6):
+    """Run ``action()``, retrying when processes starting together race to create a store's tables or rows."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except Exception:  # noqa: BLE001  sqlalchemy / MLflow errors of a concurrent creation
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 + attempt)
+
+
 def experiment_id_of(cfg) -> str:
     """The MLflow experiment of ``cfg.logger`` (created with its artifacts under mlruns/ if new); sets the URI."""
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri(cfg.logger.tracking_uri))
     name = cfg.logger.experiment_name
-    experiment = mlflow.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    return mlflow.create_experiment(name, artifact_location=artifact_location(name, cfg.logger.artifact_root))
+
+    def get_or_create() -> str:
+        experiment = mlflow.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        return mlflow.create_experiment(name, artifact_location=artifact_location(name, cfg.logger.artifact_root))
+
+    return retry_on_race(get_or_create)
 
 
 def log_study_summary(cfg, summary: dict) -> str:

@@ -27,6 +27,8 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
+from dmlhc.tracking import log_study_summary, retry_on_race
+
 log = logging.getLogger(__name__)
 
 DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
@@ -57,7 +59,8 @@ def search_space(params: dict[str, Any], arguments: list[str]) -> tuple[dict[str
     parser = OverridesParser.create()
     space: dict[str, BaseDistribution] = {}
     fixed: list[str] = []
-    configured = parser.parse_overrides([f"{key}={value}" for key, value in (params or {}).items()])
+    configured = parser.parse_overrides([f"{key}={value}" for key, value in (params or {}).items()
+                                         if value is not None])  # null removes a key inherited from a parent config
     for override in [*configured, *parser.parse_overrides(arguments)]:
         key = override.get_key_element()
         if override.is_sweep_override():
@@ -95,8 +98,9 @@ class OptunaSweeper(Sweeper):
     def _storage(self) -> optuna.storages.RDBStorage:
         if self.storage_url.startswith("sqlite:///") and not self.storage_url.startswith("sqlite:////"):
             Path(self.storage_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.RDBStorage(self.storage_url, heartbeat_interval=HEARTBEAT_SECONDS,
-                                          grace_period=GRACE_SECONDS)
+        engine = {"connect_args": {"timeout": 60}} if self.storage_url.startswith("sqlite") else {}
+        return retry_on_race(lambda: optuna.storages.RDBStorage(
+            self.storage_url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS))
 
     def _pruner(self) -> optuna.pruners.BasePruner:
         if not self.pruner_conf.enabled:
@@ -109,9 +113,13 @@ class OptunaSweeper(Sweeper):
         if not space:
             raise ValueError("hparams_search: no search space; give hydra.sweeper.params or sweep overrides")
         storage = self._storage()
-        study = optuna.create_study(study_name=self.study_name, storage=storage, direction=self.direction,
-                                    sampler=optuna.samplers.TPESampler(seed=self.seed), pruner=self._pruner(),
-                                    load_if_exists=True)
+        study = retry_on_race(lambda: optuna.create_study(
+            study_name=self.study_name, storage=storage, direction=self.direction, pruner=self._pruner(),
+            load_if_exists=True))
+        # Seeded TPE; a worker joining (or resuming) a study offsets the seed by the trials already there,
+        # so two workers started together do not propose the same points.
+        existing = len(study.get_trials(deepcopy=False))
+        study.sampler = optuna.samplers.TPESampler(seed=None if self.seed is None else self.seed + existing)
         study.set_user_attr("pruner", OmegaConf.to_container(self.pruner_conf))  # read by the trials' jobs
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -129,8 +137,16 @@ class OptunaSweeper(Sweeper):
                           f"+optuna_trial.number={trial.number}", f"+optuna_trial.direction={self.direction}"]
                          for trial in trials]
             self.validate_batch_is_legal(overrides)
-            with _Heartbeat(storage, [t._trial_id for t in trials]):
-                results = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
+            try:
+                with _Heartbeat(storage, [t._trial_id for t in trials]):
+                    results = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
+            except BaseException:  # Ctrl-C or a crash: free the places of the unfinished trials, then stop
+                for trial in trials:
+                    trial.set_user_attr("interrupted", True)
+                    study.tell(trial, state=TrialState.FAIL)
+                log.warning("interrupted: trials %s marked failed; re-run the command to resume the study",
+                            [t.number for t in trials])
+                raise
             self.job_idx += len(trials)
             for trial, result in zip(trials, results):
                 self._tell(study, trial, result)
@@ -188,8 +204,6 @@ class OptunaSweeper(Sweeper):
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(OmegaConf.create(summary), sweep_dir / "optimization_results.yaml")
-        from dmlhc.tracking import log_study_summary
-
         log_study_summary(self.config, summary)
 
 

@@ -1,0 +1,115 @@
+"""Optuna studies through Hydra multirun: budget, resume after an interruption, two workers on one study.
+
+Real subprocesses of ``python train.py hparams_search=... -m``, a real SQLite Optuna storage and a
+real SQLite MLflow store; samples are synthetic Delphes files (no Pythia), so each trial takes seconds.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from hydra_plugins.dmlhc_optuna_sweeper.sweeper import distribution_of, search_space
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    from conftest import synthetic_sample
+
+    from dmlhc.events import write_delphes
+
+    write_delphes(tmp_path / "sig.root", synthetic_sample(8000, 1, 250.0))
+    write_delphes(tmp_path / "bkg.root", synthetic_sample(30000, 2, 100.0))
+    return tmp_path
+
+
+def _sweep(workdir: Path, n_trials: int, study: str = "s", **popen) -> subprocess.Popen:
+    command = [sys.executable, str(ROOT / "train.py"), "hparams_search=binning",
+               "signal=delphes", f"signal.files=[{workdir / 'sig.root'}]", f"background.files=[{workdir / 'bkg.root'}]",
+               "background.n_background=500", "snr=3", "trainer=cpu", "trainer.max_epochs=2",
+               "data.steps_per_epoch=4", "data.batch_size=64", "data.n_val=200", "data.n_test=200",
+               "trainer.enable_progress_bar=false", f"hydra.sweeper.n_trials={n_trials}", f"hydra.sweeper.study_name={study}",
+               f"hydra.sweep.dir={workdir / 'multirun' / str(time.monotonic_ns())}", "-m"]
+    return subprocess.Popen(command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+
+
+def _finish(process: subprocess.Popen) -> str:
+    out, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, out[-4000:]
+    return out
+
+
+def _study(workdir: Path, name: str = "s") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{workdir / 'mlruns' / 'optuna.db'}")
+
+
+def _trial_runs(workdir: Path) -> list:
+    client = mlflow.MlflowClient(f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("dmlhc")
+    return [r for r in client.search_runs([experiment.experiment_id]) if "optuna.trial" in r.data.tags]
+
+
+def test_search_space_from_hydra_sweep_syntax():
+    space, fixed = search_space({"binning.n_pt": "range(5, 61)", "architecture": "choice(dnn, cnn)",
+                                 "model.lr": "tag(log, interval(1e-4, 1e-2))"}, ["snr=0.5", "seed=2"])
+    assert (space["binning.n_pt"].low, space["binning.n_pt"].high) == (5, 60)
+    assert space["architecture"].choices == ("dnn", "cnn")
+    assert space["model.lr"].log and space["model.lr"].low == pytest.approx(1e-4)
+    assert fixed == ["snr=0.5", "seed=2"]
+
+
+def test_search_space_rejects_a_plain_value():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    with pytest.raises(ValueError, match="choice"):
+        distribution_of(OverridesParser.create().parse_overrides(["a=3"])[0])
+
+
+def test_four_trial_study_gives_four_trials_and_four_tagged_mlflow_runs(workdir):
+    out = _finish(_sweep(workdir, 4))
+    trials = _study(workdir).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    runs = _trial_runs(workdir)
+    assert sorted(r.data.tags["optuna.trial"] for r in runs) == ["0", "1", "2", "3"]
+    assert all(r.data.tags["optuna.study"] == "s" for r in runs)
+    assert "Best of study 's'" in out
+    assert list((workdir / "multirun").glob("*/optimization_results.yaml"))
+
+
+def test_interrupted_study_resumes_without_losing_or_repeating_trials(workdir):
+    process = _sweep(workdir, 4)
+    deadline = time.time() + 300
+    while time.time() < deadline:  # interrupt once two trials are complete
+        time.sleep(0.5)
+        try:
+            if sum(t.state == TrialState.COMPLETE for t in _study(workdir).get_trials()) >= 2:
+                break
+        except (KeyError, Exception):  # study not created yet
+            continue
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=120)
+    before = {t.number: t.params for t in _study(workdir).get_trials() if t.state == TrialState.COMPLETE}
+    assert 2 <= len(before) < 4
+
+    _finish(_sweep(workdir, 4))
+    complete = {t.number: t.params for t in _study(workdir).get_trials() if t.state == TrialState.COMPLETE}
+    assert len(complete) == 4 and all(complete[n] == p for n, p in before.items())  # kept, not re-run
+    assert all(t.state == TrialState.COMPLETE or t.user_attrs.get("interrupted") for t in _study(workdir).get_trials())
+
+
+def test_two_workers_share_one_budget(workdir):
+    first, second = _sweep(workdir, 4), _sweep(workdir, 4)
+    _finish(first), _finish(second)
+    states = [t.state for t in _study(workdir).get_trials()]
+    assert states.count(TrialState.COMPLETE) == 4
+    assert len({r.data.tags["optuna.trial"] for r in _trial_runs(workdir)}) == 4
