@@ -248,7 +248,7 @@ def train(cfg: DictConfig) -> float:
     run_name = cfg.logger.run_name or f"{cfg.signal.name if not cfg.model.get('signals') else cfg.model.task}" \
                                       f"_snr{cfg.snr:g}_{cfg.architecture._target_.rsplit('.', 1)[-1]}"
     params = flatten(OmegaConf.to_container(cfg, resolve=True))
-    params |= {"signal": cfg.signal.name, "snr": cfg.snr, "n_background": cfg.background.n_background,
+    params |= {"signal": cfg.signal.name, "snr": float(cfg.snr), "n_background": cfg.background.n_background,
                "n_signal": n_signal_events(cfg.background.n_background, cfg.snr),
                "binning": Binning.coerce(OmegaConf.to_container(cfg.binning)).describe(),
                "architecture": cfg.architecture._target_.rsplit(".", 1)[-1], "task": cfg.model.task}

@@ -1,0 +1,416 @@
+"""A LightningDataModule that streams histogram ensembles drawn on the training device.
+
+Built from plain arguments (a Hydra config can fill them): signal and background
+samples, B, S/sqrt(B), binning, task, sampling mode, normalisation, sizes, seeds,
+device. ``setup`` makes the disjoint train / val / test event pools on the device,
+checks that they can hold the histograms asked for, and draws the fixed validation
+and test sets. The training stream draws fresh histograms every step (or, with
+``dataset="paper"``, iterates over fixed train histograms as the paper did); every
+batch is already on the device, so no histogram crosses from host to device.
+
+A batch is ``(x, y)``. Histogram tasks: x (batch, n_pt, n_eta) float32, normalised
+histograms. Event task: x (batch, 3) float32, (pT, eta, phi) standardised with the
+train pools' mean and std (raw with ``normalisation="none"``). y: float32 0/1 for
+two-class tasks (1 = SM + signal; for model_vs_model 1 = the first signal), int64
+class index for multiclass (0 = SM-only, m = the m-th signal).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from dmlhc.ensembles import (MODES, NORMALISATIONS, Task, draw_events, draw_histograms, make_task, n_signal_events,
+                             normalise, split_evenly)
+from dmlhc.events import EventSample
+from dmlhc.optimal import DEFAULT_PSEUDO_COUNT, OptimalAUC, bin_probabilities, optimal_auc
+from dmlhc.pools import DEFAULT_FRACTIONS, SPLITS, Binning, Cuts, SamplePools, make_pools
+
+PAPER_SPLIT = (0.64, 0.16, 0.20)
+DATASETS = ("stream", "paper")
+
+
+@dataclass
+class LabelledSet:
+    """A fixed set on the device: network inputs ``x``, labels ``y``, and what the optimum needs
+    (raw counts (H, n_bins) for histograms, bin index (H,) for events)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    raw: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+class EnsembleDataModule(pl.LightningDataModule):
+    """Histogram (or event) classification data drawn on the device from disjoint event pools.
+
+    ``signal``: one sample or a list of samples (or a mapping name -> sample); a sample
+    is a path to an event file, an EventSample, a mapping of 'pt'/'eta'/'phi' arrays
+    or ready SamplePools. ``background``: one sample. ``task``: binary, multimodel,
+    multiclass, model_vs_model or event (:class:`dmlhc.ensembles.Task`). ``mode``:
+    exact, multinomial or poisson for the training stream; ``eval_mode`` for val/test
+    (default: ``mode``). ``n_val`` and ``n_test`` count histograms (or events) per set,
+    shared evenly among the task's components (e.g. SM-only and SM + model);
+    ``paper_histograms`` is the paper's number per component, split 0.64 / 0.16 / 0.20.
+    Training batches of ``batch_size`` are cut from shuffled blocks of ``draw_ahead``
+    batches drawn at once (balanced per block, so a batch's class mix varies as in
+    the paper's shuffled datasets); ``steps_per_epoch`` batches make an epoch.
+    ``seed`` drives the training stream; ``data_seed`` the event split and the
+    val/test sets, so runs with different ``seed`` are scored on the same test
+    histograms. ``device``: "auto" (the trainer's device, else CUDA when present,
+    else CPU), "cpu", "cuda", ...
+    """
+
+    def __init__(
+        self,
+        signal,
+        background,
+        n_background: int = 50_000,
+        snr: float = 1.0,
+        task: str = "binary",
+        mode: str = "exact",
+        eval_mode: str | None = None,
+        normalisation: str = "max",
+        binning: Binning | Mapping | None = None,
+        cuts: Cuts | Mapping | None = None,
+        fractions: Sequence[float] = DEFAULT_FRACTIONS,
+        dataset: str = "stream",
+        batch_size: int = 128,
+        steps_per_epoch: int = 100,
+        draw_ahead: int = 32,
+        n_val: int = 4_000,
+        n_test: int = 10_000,
+        paper_histograms: int = 20_000,
+        seed: int = 0,
+        data_seed: int = 0,
+        device: str = "auto",
+        signal_names: Sequence[str] | None = None,
+        pseudo_count: float = DEFAULT_PSEUDO_COUNT,
+    ):
+        super().__init__()
+        self.signal_sources = _named_sources(signal, signal_names)
+        if "background" in self.signal_sources:
+            raise ValueError("a signal may not be named 'background'; rename it with signal_names")
+        self.background_source = background
+        self.n_background = int(n_background)
+        self.snr = float(snr)
+        self.task: Task = make_task(task, list(self.signal_sources))
+        self.mode, self.eval_mode = mode, eval_mode or mode
+        self.normalisation = normalisation
+        self.binning = Binning.coerce(binning)
+        self.cuts = cuts if isinstance(cuts, Cuts) else Cuts(**dict(cuts or {}))
+        self.fractions = tuple(fractions)
+        self.dataset = dataset
+        self.batch_size, self.steps_per_epoch, self.draw_ahead = int(batch_size), int(steps_per_epoch), int(draw_ahead)
+        self.n_val, self.n_test, self.paper_histograms = int(n_val), int(n_test), int(paper_histograms)
+        self.seed, self.data_seed = int(seed), int(data_seed)
+        self.requested_device = device
+        self.pseudo_count = float(pseudo_count)
+        self._check_arguments()
+        self.n_signal = n_signal_events(self.n_background, self.snr)
+        self.pools: dict[str, SamplePools] = {}
+        self.sets: dict[str, LabelledSet] = {}
+        self.device: torch.device | None = None
+        self._feature_scale: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    # ------------------------------------------------------------------ checks
+
+    def _check_arguments(self) -> None:
+        choices = {"mode": (self.mode, MODES), "eval_mode": (self.eval_mode, MODES),
+                   "normalisation": (self.normalisation, NORMALISATIONS), "dataset": (self.dataset, DATASETS)}
+        for key, (value, allowed) in choices.items():
+            if value not in allowed:
+                raise ValueError(f"{key}={value!r}: choose one of {', '.join(allowed)}")
+        if self.snr < 0:
+            raise ValueError(f"snr={self.snr}: S/sqrt(B) must be >= 0; set snr to a non-negative value")
+        if self.n_background < 1:
+            raise ValueError(f"n_background={self.n_background}: need at least one background event per histogram")
+        n_parts = len(self.task.components())
+        for key in ("batch_size", "n_val", "n_test", "paper_histograms"):
+            minimum = n_parts if key != "paper_histograms" else 5
+            if getattr(self, key) < minimum:
+                raise ValueError(f"{key}={getattr(self, key)}: need at least {minimum} "
+                                 f"(one per component of task {self.task.name!r})")
+        for key in ("steps_per_epoch", "draw_ahead"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key}={getattr(self, key)}: must be >= 1")
+        if self.task.name == "event" and "poisson" in (self.mode, self.eval_mode):
+            raise ValueError("task='event' draws single events: set mode/eval_mode to 'exact' or 'multinomial'")
+        self.binning.check_fits(self.cuts)
+
+    def _check_pools(self) -> None:
+        """Exact draws need pools at least as large as one histogram's events (or one event set)."""
+        sm_only = any(component is None for _, component in self.task.components())
+        per_histogram = {"background": self.n_background + (self.n_signal if sm_only else 0),
+                         **{name: self.n_signal for name in self.signal_sources}}
+        for split in SPLITS:
+            if getattr(self, self._mode_key(split)) != "exact":
+                continue
+            if self.task.name == "event":
+                self._check_event_split(split)
+                continue
+            for name, need in per_histogram.items():
+                size = len(self.pools[name][split])
+                if size < need:
+                    raise ValueError(self._too_few_message(name, split, size, need))
+
+    def _mode_key(self, split: str) -> str:
+        return "mode" if split == "train" else "eval_mode"
+
+    def _check_event_split(self, split: str) -> None:
+        if split == "train":
+            return  # a fresh batch each step, drawn with replacement
+        wanted = self.n_val if split == "val" else self.n_test
+        for (_, component), n in zip(self.task.components(), split_evenly(wanted, len(self.task.components()))):
+            pool = self.pools[component or "background"][split]
+            if len(pool) < n:
+                raise ValueError(f"n_{split}={wanted} asks for {n} distinct events of {pool.name!r} but its {split} "
+                                 f"pool holds {len(pool)}; lower n_{split} or give a larger sample")
+
+    def _too_few_message(self, name: str, split: str, size: int, need: int) -> str:
+        if name == "background":
+            what = f"{need} background events (B = n_background plus, in SM-only histograms, S = {self.n_signal})"
+            fix = "lower n_background or snr, give a larger background sample"
+        else:
+            what = f"S = round(snr * sqrt(n_background)) = {need} events of signal {name!r}"
+            fix = "lower snr or n_background, give a larger signal sample"
+        key = self._mode_key(split)
+        return (f"snr={self.snr:g}, n_background={self.n_background} put {what} in each histogram, but the {split} "
+                f"pool holds only {size} ({key}='exact' draws without repeats); {fix}, or set {key}='multinomial'")
+
+    # ------------------------------------------------------------------ setup
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the pools on the device, check them, draw the fixed sets (once)."""
+        if self.sets:
+            return
+        self.device = self._resolve_device()
+        options = dict(binning=self.binning, cuts=self.cuts, fractions=self.fractions, device=self.device)
+        sources = {"background": self.background_source, **self.signal_sources}
+        for index, (name, source) in enumerate(sources.items()):
+            seed = _derive_seed(self.data_seed, "split", index)
+            self.pools[name] = make_pools(source, name=name, seed=seed, **options)
+        self._check_pools()
+        if self.task.name == "event" and self.normalisation != "none":
+            train = torch.cat([p.train.features for p in self.pools.values()])
+            self._feature_scale = (train.mean(dim=0), train.std(dim=0).clamp_min(1e-12))
+        sizes = self._set_sizes()
+        for split in SPLITS:
+            if split == "train" and self.dataset == "stream":
+                continue
+            mode = getattr(self, self._mode_key(split))
+            generator = self._generator(_derive_seed(self.data_seed, split))
+            self.sets[split] = self._draw_set(split, sizes[split], mode, generator)
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        self._train_generator = self._generator(_derive_seed(self.seed, "train", rank))
+
+    def _resolve_device(self) -> torch.device:
+        if self.requested_device != "auto":
+            return torch.device(self.requested_device)
+        if self.trainer is not None:
+            return self.trainer.strategy.root_device
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    def _generator(self, seed: int) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(seed)
+
+    def _set_sizes(self) -> dict[str, int]:
+        """Histograms (or events) of the fixed sets; paper mode: 0.64 / 0.16 / 0.20 of paper_histograms per
+        component."""
+        if self.dataset == "stream":
+            return {"val": self.n_val, "test": self.n_test}
+        n_train, n_val = (round(f * self.paper_histograms) for f in PAPER_SPLIT[:2])
+        per_part = {"train": n_train, "val": n_val, "test": self.paper_histograms - n_train - n_val}
+        return {split: n * len(self.task.components()) for split, n in per_part.items()}
+
+    def _draw_set(self, split: str, n: int, mode: str, generator: torch.Generator) -> LabelledSet:
+        raw, y, for_optimum = self._draw(split, n, mode, generator)
+        return LabelledSet(self._inputs(raw), y, for_optimum)
+
+    def _draw(self, split: str, n: int, mode: str, generator: torch.Generator):
+        """One batch or set of ``split``: raw counts (n, n_bins) or event features (n, 3), labels, and what the
+        optimum scores (the counts, or the events' bin index)."""
+        background = self.pools["background"][split]
+        signals = {name: self.pools[name][split] for name in self.signal_sources}
+        if self.task.name == "event":
+            return draw_events(self.task, background, signals, n, mode=mode, generator=generator)
+        counts, y = draw_histograms(self.task, background, signals, self.n_background, self.n_signal, n,
+                                    mode=mode, generator=generator)
+        return counts, y, counts
+
+    def _inputs(self, raw: torch.Tensor) -> torch.Tensor:
+        """Network inputs: normalised histograms (n, n_pt, n_eta), or standardised event features (n, 3)."""
+        if self.task.name != "event":
+            return normalise(raw, self.normalisation).view(-1, *self.binning.shape)
+        if self._feature_scale is None:
+            return raw
+        mean, std = self._feature_scale
+        return (raw - mean) / std
+
+    def _train_block(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` fresh training inputs and labels (shuffled; balanced over components in total)."""
+        mode = "multinomial" if self.task.name == "event" else self.mode  # fresh single events: with replacement
+        raw, y, _ = self._draw("train", n, mode, self._train_generator)
+        return self._inputs(raw), y
+
+    # ------------------------------------------------------------------ loaders
+
+    def train_dataloader(self) -> DataLoader:
+        self._require_setup()
+        if self.dataset == "paper":
+            return _loader(_FixedBatches(self.sets["train"], self.batch_size, self._train_generator))
+        return _loader(_BatchStream(self._train_block, self.batch_size, self.steps_per_epoch, self.draw_ahead))
+
+    def val_dataloader(self) -> DataLoader:
+        self._require_setup()
+        return _loader(_FixedBatches(self.sets["val"], self.batch_size))
+
+    def test_dataloader(self) -> DataLoader:
+        self._require_setup()
+        return _loader(_FixedBatches(self.sets["test"], self.batch_size))
+
+    def _require_setup(self) -> None:
+        if not self.sets:
+            raise RuntimeError("call setup() first (a Trainer does it for you)")
+
+    # ------------------------------------------------------------------ results
+
+    @property
+    def test_histograms(self) -> torch.Tensor:
+        """Network inputs of the test set, as batches give them."""
+        self._require_setup()
+        return self.sets["test"].x
+
+    @property
+    def test_counts(self) -> torch.Tensor:
+        """Raw counts (H, n_bins) float32 of the test histograms (bin index (H,) for events)."""
+        self._require_setup()
+        return self.sets["test"].raw
+
+    @property
+    def test_labels(self) -> torch.Tensor:
+        self._require_setup()
+        return self.sets["test"].y
+
+    def bin_probabilities(self) -> dict[str, torch.Tensor]:
+        """Bin probabilities (n_bins,) float64 of every sample's train pool ('background' and each signal)."""
+        self._require_setup()
+        return {name: bin_probabilities(pools.train.bin_counts, self.pseudo_count)
+                for name, pools in self.pools.items()}
+
+    def optimal_auc(self, split: str = "test", n_bootstrap: int = 0,
+                    estimate_from: Sequence[str] = ("train",)) -> OptimalAUC:
+        """AUC of the likelihood-ratio statistic on the ``split`` set, with bin probabilities estimated from the
+        ``estimate_from`` pools (never the scored split); ``n_bootstrap`` > 0 adds its spread over bootstrap
+        replicas of those pools."""
+        self._require_setup()
+        if split in estimate_from:
+            raise ValueError(f"estimate_from={list(estimate_from)} includes the scored split {split!r}; "
+                             "estimate the probabilities from other pools")
+        counts = {name: sum(pools[s].bin_counts for s in estimate_from) for name, pools in self.pools.items()}
+        background = counts.pop("background")
+        labelled = self.sets[split]
+        n_background, n_signal = (0, 1) if self.task.name == "event" else (self.n_background, self.n_signal)
+        return optimal_auc(labelled.raw, labelled.y, self.task, background, counts, n_background, n_signal,
+                           pseudo_count=self.pseudo_count, n_bootstrap=n_bootstrap,
+                           generator=self._generator(_derive_seed(self.data_seed, "bootstrap")))
+
+    def summary(self) -> dict:
+        """Plain-data description for logging: B, S, pool sizes and N/B per split."""
+        self._require_setup()
+        info = {"task": self.task.name, "signals": list(self.signal_sources), "snr": self.snr,
+                "n_background": self.n_background, "n_signal": self.n_signal, "mode": self.mode,
+                "eval_mode": self.eval_mode, "normalisation": self.normalisation, "dataset": self.dataset,
+                "binning": self.binning.describe(), "seed": self.seed, "data_seed": self.data_seed,
+                "device": str(self.device)}
+        for name, pools in self.pools.items():
+            for split, size in pools.sizes().items():
+                info[f"pool/{name}/{split}"] = size
+                if self.task.name != "event":
+                    per_histogram = self.n_signal if name in self.signal_sources else self.n_background + self.n_signal
+                    info[f"pool_ratio/{name}/{split}"] = size / per_histogram if per_histogram else math.inf
+        return info
+
+
+def _named_sources(signal, names: Sequence[str] | None) -> dict:
+    """Signal samples by name: a mapping keeps its keys; otherwise ``names``, file stems, or signal0, signal1, ..."""
+    if isinstance(signal, Mapping) and not {"pt", "eta"} <= set(signal):
+        sources = dict(signal)
+    else:
+        single = isinstance(signal, (str, os.PathLike, EventSample, SamplePools, Mapping))
+        sources_list = [signal] if single else list(signal)
+        default = [_default_name(s, i) for i, s in enumerate(sources_list)]
+        sources = dict(zip(names or default, sources_list))
+        if len(sources) != len(sources_list):
+            raise ValueError(f"signal_names={list(names or default)}: give one distinct name per signal sample")
+    if names is not None and list(names) != list(sources):
+        raise ValueError(f"signal_names={list(names)} do not match the {len(sources)} signal samples given")
+    return sources
+
+
+def _default_name(source, index: int) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return os.path.splitext(os.path.basename(source))[0]
+    if isinstance(source, SamplePools):
+        return source.name
+    if isinstance(source, EventSample) and source.path is not None:
+        return source.path.stem
+    return f"signal{index}"
+
+
+def _derive_seed(seed: int, purpose: str, index: int = 0) -> int:
+    """An independent seed per purpose ('split', 'val', ...), reproducible from ``seed``."""
+    key = [seed, index, *purpose.encode()]
+    return int(np.random.SeedSequence(key).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def _loader(dataset: IterableDataset) -> DataLoader:
+    return DataLoader(dataset, batch_size=None, num_workers=0)
+
+
+class _BatchStream(IterableDataset):
+    """``n_batches`` fresh batches per pass, cut from blocks of ``per_block`` batches that ``draw(n)`` makes on
+    the device (one sampler call per block amortises its fixed cost; the leftovers carry over to the next pass)."""
+
+    def __init__(self, draw: Callable[[int], tuple[torch.Tensor, torch.Tensor]], batch_size: int, n_batches: int,
+                 per_block: int):
+        self.draw, self.batch_size, self.n_batches, self.per_block = draw, batch_size, n_batches, per_block
+        self._ready: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def __len__(self) -> int:
+        return self.n_batches
+
+    def __iter__(self):
+        for _ in range(self.n_batches):
+            if not self._ready:
+                x, y = self.draw(self.batch_size * self.per_block)
+                self._ready = list(zip(x.split(self.batch_size), y.split(self.batch_size)))[::-1]
+            yield self._ready.pop()
+
+
+class _FixedBatches(IterableDataset):
+    """Batches of a fixed set, in order, or reshuffled every pass when given a generator."""
+
+    def __init__(self, labelled: LabelledSet, batch_size: int, generator: torch.Generator | None = None):
+        self.labelled, self.batch_size, self.generator = labelled, batch_size, generator
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.labelled) / self.batch_size)
+
+    def __iter__(self):
+        n = len(self.labelled)
+        device = self.labelled.y.device
+        order = (torch.randperm(n, generator=self.generator, device=device) if self.generator is not None
+                 else torch.arange(n, device=device))
+        for start in range(0, n, self.batch_size):
+            rows = order[start : start + self.batch_size]
+            yield self.labelled.x[rows], self.labelled.y[rows]

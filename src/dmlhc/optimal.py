@@ -1,0 +1,144 @@
+"""The optimum to measure against: the likelihood-ratio statistic of binned histograms, and tie-aware AUCs.
+
+For SM-only histograms of B + S events against SM + signal histograms of B + S
+events, with background and signal bin probabilities p and q, the optimal test
+statistic is linear in the counts h (method.md):
+
+    t(h) = sum_i h_i * log((B p_i + S q_i) / ((B + S) p_i)).
+
+It is exact for Poisson-fluctuating B and S and the standard form for fixed counts;
+no classifier of the binned histograms should beat its AUC on the same test set
+beyond the noise of estimating p and q.
+
+More generally every class is a mixture of "hypotheses", each a bin-probability
+vector r (p for SM-only, (B p + S q) / (B + S) for SM + model): a class's likelihood
+is the average over its hypotheses of prod_i r_i^h_i, computed with logsumexp. Two
+classes give t = log L_1 - log L_0 (for several signal models in class 1 this is the
+mixture likelihood ratio); more classes give one-vs-rest log odds.
+
+Bin probabilities are estimated from the *train* pools with a pseudo-count alpha
+per bin, r_i = (n_i + alpha) / (N + alpha * n_bins): every log stays finite, bins
+empty in every pool contribute nothing (no test event falls there either, almost
+surely), and a bin with p = 0 < q gets a large but finite weight.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from dmlhc.ensembles import Task, sample_counts
+
+DEFAULT_PSEUDO_COUNT = 0.5
+
+
+def bin_probabilities(bin_counts: torch.Tensor, pseudo_count: float = DEFAULT_PSEUDO_COUNT) -> torch.Tensor:
+    """Bin probabilities (float64) of a pool's ``bin_counts`` with ``pseudo_count`` added to every bin."""
+    if pseudo_count < 0:
+        raise ValueError(f"pseudo_count={pseudo_count}: must be >= 0")
+    counts = bin_counts.double() + pseudo_count
+    return counts / counts.sum()
+
+
+def class_probabilities(task: Task, background: torch.Tensor, signals: Mapping[str, torch.Tensor],
+                        n_background: int, n_signal: int) -> list[torch.Tensor]:
+    """Per class of ``task``, its hypotheses' bin probabilities (n_hypotheses, n_bins):
+    ``background`` for SM-only, (B p + S q) / (B + S) for SM + signal q."""
+    def hypothesis(component):
+        if component is None:
+            return background
+        return (n_background * background + n_signal * signals[component]) / (n_background + n_signal)
+
+    return [torch.stack([hypothesis(c) for c in components]) for components in task.classes]
+
+
+class LikelihoodRatio:
+    """Optimal scores of binned data between classes, each a mixture of bin-probability vectors."""
+
+    def __init__(self, class_probabilities: Sequence[torch.Tensor]):
+        if len(class_probabilities) < 2:
+            raise ValueError("a likelihood ratio needs at least two classes")
+        self.log_probabilities = [torch.log(r.double()) for r in class_probabilities]
+
+    def log_likelihoods(self, counts: torch.Tensor) -> torch.Tensor:
+        """log L_c (H, n_classes) of count histograms (H, n_bins), or of single events given their bin (H,)."""
+        columns = []
+        for log_r in self.log_probabilities:
+            terms = log_r.T[counts.long()] if counts.ndim == 1 else counts.double() @ log_r.T  # (H, n_hypotheses)
+            columns.append(torch.logsumexp(terms, dim=1) - math.log(len(log_r)))
+        return torch.stack(columns, dim=1)
+
+    def scores(self, counts: torch.Tensor) -> torch.Tensor:
+        """t = log L_1 - log L_0 (H,) for two classes; one-vs-rest log odds (H, n_classes) for more."""
+        log_l = self.log_likelihoods(counts)
+        if log_l.shape[1] == 2:
+            return log_l[:, 1] - log_l[:, 0]
+        others = torch.stack([torch.logsumexp(torch.cat([log_l[:, :c], log_l[:, c + 1 :]], dim=1), dim=1)
+                              for c in range(log_l.shape[1])], dim=1)
+        return log_l - others
+
+
+def auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
+    """ROC AUC as the Mann-Whitney statistic with average ranks: ties count one half, so a
+    constant score gives exactly 0.5. Any real scores (no squashing into [0, 1], which
+    would turn distinct large scores into ties)."""
+    scores, positive = scores.detach().double().flatten(), labels.detach().flatten() > 0.5
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(f"an AUC needs both classes; got {n_pos} positive and {n_neg} negative examples")
+    _, inverse, ties = torch.unique(scores, sorted=True, return_inverse=True, return_counts=True)
+    average_rank = torch.cumsum(ties, 0).double() - (ties.double() - 1) / 2  # 1-based
+    rank_sum = average_rank[inverse[positive]].sum().item()
+    return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def one_vs_rest_aucs(scores: torch.Tensor, labels: torch.Tensor) -> list[float]:
+    """AUC of class c against the rest, for scores (H, n_classes) and integer labels (H,)."""
+    return [auc(scores[:, c], labels == c) for c in range(scores.shape[1])]
+
+
+@dataclass(frozen=True)
+class OptimalAUC:
+    """The optimal AUC on a test set; ``std`` is its spread over bootstrap replicas of the train pools
+    (None without bootstrap). Multiclass: ``auc`` is the mean of the one-vs-rest ``per_class`` AUCs."""
+
+    auc: float
+    std: float | None = None
+    n_bootstrap: int = 0
+    per_class: tuple[float, ...] | None = None
+
+
+def optimal_auc(data: torch.Tensor, labels: torch.Tensor, task: Task, background_counts: torch.Tensor,
+                signal_counts: Mapping[str, torch.Tensor], n_background: int, n_signal: int, *,
+                pseudo_count: float = DEFAULT_PSEUDO_COUNT, n_bootstrap: int = 0,
+                generator: torch.Generator | None = None) -> OptimalAUC:
+    """AUC of the likelihood-ratio statistic on test ``data``: raw count histograms (H, n_bins), or the bin
+    index (H,) of single events (then pass n_background=0, n_signal=1). Probabilities come from the train
+    pools' bin counts; ``n_bootstrap`` > 0 also resamples those pools (multinomially) to give a spread."""
+
+    def evaluate(background, signals):
+        scorer = LikelihoodRatio(class_probabilities(
+            task, bin_probabilities(background, pseudo_count),
+            {name: bin_probabilities(c, pseudo_count) for name, c in signals.items()}, n_background, n_signal))
+        scores = scorer.scores(data)
+        if scores.ndim == 1:
+            return auc(scores, labels), None
+        per_class = one_vs_rest_aucs(scores, labels)
+        return sum(per_class) / len(per_class), tuple(per_class)
+
+    central, per_class = evaluate(background_counts, signal_counts)
+    if n_bootstrap <= 0:
+        return OptimalAUC(central, per_class=per_class)
+
+    def resample(counts):
+        return sample_counts(counts, int(counts.sum()), n_bootstrap, mode="multinomial", generator=generator)
+
+    background_replicas = resample(background_counts)
+    signal_replicas = {name: resample(c) for name, c in signal_counts.items()}
+    replicas = [evaluate(background_replicas[b], {name: r[b] for name, r in signal_replicas.items()})[0]
+                for b in range(n_bootstrap)]
+    return OptimalAUC(central, torch.tensor(replicas).std().item() if n_bootstrap > 1 else 0.0, n_bootstrap, per_class)
