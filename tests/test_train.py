@@ -124,3 +124,15 @@ def test_train_py_reports_a_configuration_error_in_one_line(tmp_path):
                          text=True)
     assert run.returncode != 0 and "configuration error: snr=-0.5" in run.stderr
     assert not (tmp_path / "mlruns").exists()
+
+
+@pytest.mark.pythia
+@pytest.mark.parametrize("overrides", [
+    ["model=model_vs_model", "signal=spin2_onshell", "model.other=spin1_onshell"],
+    ["model=multimodel", "model.signals=[spin1_onshell,spin2_onshell]"],
+])
+def test_two_model_tasks(store, overrides):
+    train(_config(*overrides, "snr=3", "trainer.max_epochs=2"))
+    _, (r,) = _runs(store)
+    assert r.data.params["task"] == overrides[0].split("=")[1]
+    assert 0.0 <= r.data.metrics["test/auc"] <= 1 and 0.5 <= r.data.metrics["test/auc_optimal"] <= 1
