@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import awkward as ak
@@ -24,6 +26,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import MLFlowLogger
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from .benchmarks import get_benchmark
@@ -137,8 +140,8 @@ def build_network(cfg: DictConfig, datamodule: EnsembleDataModule) -> torch.nn.M
 
 
 # -------------------------------------------------------------------------- training
-def fit_and_test(cfg: DictConfig, seed: int, run_id: str, workdir: Path) -> dict[str, float]:
-    """One training run into the MLflow run ``run_id``; returns its metrics."""
+def fit_and_test(cfg: DictConfig, seed: int, run_id: str | None, workdir: Path) -> dict[str, float]:
+    """One training run into the MLflow run ``run_id`` (None on DDP ranks > 0); returns its metrics."""
     pl.seed_everything(seed, workers=True)
     datamodule = build_datamodule(cfg, seed)
     module = Classifier(build_network(cfg, datamodule), n_classes=datamodule.task.n_classes, lr=cfg.model.lr,
@@ -241,6 +244,21 @@ def _optimal_scores(datamodule: EnsembleDataModule) -> np.ndarray:
     return scorer.scores(datamodule.test_counts).cpu().numpy()
 
 
+def _global_rank() -> int:
+    """This process's rank in a distributed (DDP) run; 0 otherwise."""
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0)))
+
+
+@contextmanager
+def _work_directory():
+    """Checkpoints and plots: the Hydra job's output folder (shared by DDP processes), else a temporary one."""
+    if HydraConfig.initialized():
+        yield Path(HydraConfig.get().runtime.output_dir)
+        return
+    with tempfile.TemporaryDirectory(prefix="dmlhc_") as tmp:
+        yield Path(tmp)
+
+
 def train(cfg: DictConfig) -> float:
     """Run the job of ``cfg`` (one run, or a parent with ``repeats`` children); returns the optimised metric."""
     validate(cfg)
@@ -266,8 +284,11 @@ def train(cfg: DictConfig) -> float:
         mlflow.log_text(resolved, "config.yaml")
         return run
 
-    with tempfile.TemporaryDirectory(prefix="dmlhc_") as tmp:
-        workdir = Path(tmp)
+    with _work_directory() as workdir:
+        if _global_rank() > 0:  # a DDP worker process: it trains, rank 0 tracks
+            for r in range(cfg.repeats):
+                fit_and_test(cfg, cfg.seed + r, None, workdir / f"r{r}")
+            return math.nan
         if cfg.repeats == 1:
             with start(None, cfg.seed) as run:
                 metrics = fit_and_test(cfg, cfg.seed, run.info.run_id, workdir)
