@@ -102,8 +102,10 @@ def test_interrupted_study_resumes_without_losing_or_repeating_trials(workdir):
     assert 2 <= len(before) < 4
 
     _finish(_sweep(workdir, 4))
-    complete = {t.number: t.params for t in _study(workdir).get_trials() if t.state == TrialState.COMPLETE}
-    assert len(complete) == 4 and all(complete[n] == p for n, p in before.items())  # kept, not re-run
+    trials = _study(workdir).get_trials()
+    complete = {t.number: t.params for t in trials if t.state == TrialState.COMPLETE}
+    assert len(complete) == 4, [(t.number, t.state.name, t.user_attrs) for t in trials]
+    assert all(complete[n] == p for n, p in before.items())  # kept, not re-run
     assert all(t.state == TrialState.COMPLETE or t.user_attrs.get("interrupted") for t in _study(workdir).get_trials())
 
 

@@ -49,14 +49,17 @@ def experiment_id_of(cfg) -> str:
     """The MLflow experiment of ``cfg.logger`` (created with its artifacts under mlruns/ if new); sets the URI."""
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri(cfg.logger.tracking_uri))
+    uri = tracking_uri(cfg.logger.tracking_uri)
+    mlflow.set_tracking_uri(uri)
     name = cfg.logger.experiment_name
+    # A tracking server stores (or proxies) artifacts itself: a path of this machine would mean nothing to it.
+    location = None if uri.startswith(("http://", "https://")) else artifact_location(name, cfg.logger.artifact_root)
 
     def get_or_create() -> str:
         experiment = mlflow.get_experiment_by_name(name)
         if experiment is not None:
             return experiment.experiment_id
-        return mlflow.create_experiment(name, artifact_location=artifact_location(name, cfg.logger.artifact_root))
+        return mlflow.create_experiment(name, artifact_location=location)
 
     return retry_on_race(get_or_create)
 

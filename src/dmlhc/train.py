@@ -245,8 +245,12 @@ def _optimal_scores(datamodule: EnsembleDataModule) -> np.ndarray:
 
 
 def _global_rank() -> int:
-    """This process's rank in a distributed (DDP) run; 0 otherwise."""
-    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0)))
+    """This process's rank in a distributed (DDP) run; 0 otherwise. RANK / LOCAL_RANK: torchrun and Lightning's
+    own relaunch; SLURM_PROCID: one srun task per device (DDP under SLURM, e.g. hydra/launcher=slurm)."""
+    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID"):
+        if key in os.environ:
+            return int(os.environ[key])
+    return 0
 
 
 @contextmanager
@@ -262,7 +266,6 @@ def _work_directory():
 def train(cfg: DictConfig) -> float:
     """Run the job of ``cfg`` (one run, or a parent with ``repeats`` children); returns the optimised metric."""
     validate(cfg)
-    experiment_id = experiment_id_of(cfg)
     run_name = cfg.logger.run_name or f"{cfg.signal.name if not cfg.model.get('signals') else cfg.model.task}" \
                                       f"_snr{cfg.snr:g}_{cfg.architecture._target_.rsplit('.', 1)[-1]}"
     params = flatten(OmegaConf.to_container(cfg, resolve=True))
@@ -289,6 +292,8 @@ def train(cfg: DictConfig) -> float:
             for r in range(cfg.repeats):
                 fit_and_test(cfg, cfg.seed + r, None, workdir / f"r{r}")
             return math.nan
+        # Rank 0 alone touches the store: ranks started together (srun) would race to create its tables.
+        experiment_id = experiment_id_of(cfg)
         if cfg.repeats == 1:
             with start(None, cfg.seed) as run:
                 metrics = fit_and_test(cfg, cfg.seed, run.info.run_id, workdir)

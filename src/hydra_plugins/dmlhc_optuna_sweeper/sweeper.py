@@ -128,29 +128,33 @@ class OptunaSweeper(Sweeper):
         log.info("study %r on %s: %d of %d trials done or running%s", self.study_name, self.storage_url, done,
                  self.n_trials, f" ({len(stale)} stale marked failed)" if stale else "")
         returns = []
-        while True:
-            trials = self._ask(study, space)
-            if not trials:
-                break
-            overrides = [[*fixed, *(f"{key}={value}" for key, value in trial.params.items()),
-                          f"+optuna_trial.study_name={self.study_name}", f"+optuna_trial.storage='{self.storage_url}'",
-                          f"+optuna_trial.number={trial.number}", f"+optuna_trial.direction={self.direction}"]
-                         for trial in trials]
-            self.validate_batch_is_legal(overrides)
-            try:
+        untold: list[optuna.Trial] = []  # asked, not yet told: freed if the sweep is interrupted
+        try:
+            while True:
+                untold = trials = self._ask(study, space)
+                if not trials:
+                    break
+                overrides = [[*fixed, *(f"{key}={value}" for key, value in trial.params.items()),
+                              f"+optuna_trial.study_name={self.study_name}",
+                              f"+optuna_trial.storage='{self.storage_url}'",
+                              f"+optuna_trial.number={trial.number}", f"+optuna_trial.direction={self.direction}"]
+                             for trial in trials]
+                self.validate_batch_is_legal(overrides)
                 with _Heartbeat(storage, [t._trial_id for t in trials]):
                     results = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
-            except BaseException:  # Ctrl-C or a crash: free the places of the unfinished trials, then stop
-                for trial in trials:
+                self.job_idx += len(trials)
+                for index, (trial, result) in enumerate(zip(trials, results)):
+                    self._tell(study, trial, result)
+                    untold = trials[index + 1:]
+                returns.extend(results)
+        except BaseException:  # Ctrl-C or a crash: free the places of the unfinished trials, then stop
+            for trial in untold:
+                if study._storage.get_trial(trial._trial_id).state == TrialState.RUNNING:
                     trial.set_user_attr("interrupted", True)
                     study.tell(trial, state=TrialState.FAIL)
-                log.warning("interrupted: trials %s marked failed; re-run the command to resume the study",
-                            [t.number for t in trials])
-                raise
-            self.job_idx += len(trials)
-            for trial, result in zip(trials, results):
-                self._tell(study, trial, result)
-            returns.extend(results)
+            log.warning("interrupted: trials %s marked failed; re-run the command to resume the study",
+                        [t.number for t in untold])
+            raise
         self._report(study)
         return returns
 
@@ -162,6 +166,7 @@ class OptunaSweeper(Sweeper):
             if counted >= self.n_trials:
                 break
             trial = study.ask(space)
+            study._storage.record_heartbeat(trial._trial_id)  # from now on a dead worker's trial goes stale
             earlier = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number and counts_towards_budget(t)]
             if len(earlier) >= self.n_trials:  # another worker took the last places meanwhile
                 trial.set_user_attr("over_budget", True)
