@@ -36,7 +36,7 @@ from .ensembles import n_signal_events
 from .events import EventSample, read_delphes
 from .generate import GenerationSpec, load_or_generate
 from .models.classifier import Classifier
-from .optimal import LikelihoodRatio, class_probabilities
+from .optimal import LikelihoodRatio, auc, class_probabilities
 from .pools import Binning, Cuts
 from .tracking import (experiment_id_of, flatten, plot_example_histograms, plot_output_distributions,
                        plot_prediction_frequency, plot_roc, tracking_uri, trimmed_statistic)
@@ -205,7 +205,8 @@ def _log_results(cfg, datamodule: EnsembleDataModule, module: Classifier, run_id
     if datamodule.task.n_classes == 2:
         optimum = datamodule.optimal_auc(n_bootstrap=OPTIMAL_BOOTSTRAP)
         metrics = {"test/auc_optimal": optimum.auc, "test/auc_optimal_std": optimum.std or 0.0}
-        curves = {cfg.architecture._target_.rsplit(".", 1)[-1]: (scores, float(module_auc(scores, labels)))}
+        network_auc = auc(torch.as_tensor(scores), torch.as_tensor(labels) > 0.5)
+        curves = {cfg.architecture._target_.rsplit(".", 1)[-1]: (scores, network_auc)}
         if datamodule.task.name != "event":
             curves["likelihood ratio (optimum)"] = (_optimal_scores(datamodule), optimum.auc)
         title = f"{', '.join(datamodule.signal_sources)}, S/sqrt(B) = {cfg.snr:g}, B = {datamodule.n_background}"
@@ -228,12 +229,6 @@ def _log_results(cfg, datamodule: EnsembleDataModule, module: Classifier, run_id
     for key, value in metrics.items():
         client.log_metric(run_id, key, value)
     return metrics
-
-
-def module_auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    from .optimal import auc
-
-    return auc(torch.as_tensor(scores), torch.as_tensor(labels) > 0.5)
 
 
 def _optimal_scores(datamodule: EnsembleDataModule) -> np.ndarray:
