@@ -112,6 +112,6 @@ def test_interrupted_study_resumes_without_losing_or_repeating_trials(workdir):
 def test_two_workers_share_one_budget(workdir):
     first, second = _sweep(workdir, 4), _sweep(workdir, 4)
     _finish(first), _finish(second)
-    states = [t.state for t in _study(workdir).get_trials()]
-    assert states.count(TrialState.COMPLETE) == 4
+    trials = _study(workdir).get_trials()
+    assert [t.state for t in trials].count(TrialState.COMPLETE) == 4, [(t.state.name, t.user_attrs) for t in trials]
     assert len({r.data.tags["optuna.trial"] for r in _trial_runs(workdir)}) == 4

@@ -7,8 +7,10 @@ MLFlowLogger would otherwise use); ``MLFLOW_TRACKING_URI`` overrides.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib
@@ -32,6 +34,26 @@ def tracking_uri(configured: str | None = None) -> str:
 def artifact_location(experiment: str, root: str = DEFAULT_ARTIFACT_ROOT) -> str:
     """Where a new experiment keeps its artifacts (an absolute path under ``root``)."""
     return str((Path(root) / "artifacts" / experiment).resolve())
+
+
+@contextmanager
+def sqlite_creation_lock(uri: str):
+    """Hold an exclusive file lock beside a SQLite database while it may be created or migrated.
+
+    Processes that start together (Optuna workers, a job array) would otherwise run MLflow's or
+    Optuna's schema creation at once, which can leave the database broken for good. Other URIs: no-op.
+    """
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    database = Path(uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(f".{database.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def retry_on_race(action, attempts: int = 6):
@@ -61,7 +83,8 @@ def experiment_id_of(cfg) -> str:
             return experiment.experiment_id
         return mlflow.create_experiment(name, artifact_location=location)
 
-    return retry_on_race(get_or_create)
+    with sqlite_creation_lock(uri):
+        return retry_on_race(get_or_create)
 
 
 def log_study_summary(cfg, summary: dict) -> str:

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from dmlhc.tracking import log_study_summary, retry_on_race
+from dmlhc.tracking import log_study_summary, retry_on_race, sqlite_creation_lock
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +96,11 @@ class OptunaSweeper(Sweeper):
 
     # ------------------------------------------------------------------ the study
     def _storage(self) -> optuna.storages.RDBStorage:
-        if self.storage_url.startswith("sqlite:///") and not self.storage_url.startswith("sqlite:////"):
-            Path(self.storage_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         engine = {"connect_args": {"timeout": 60}} if self.storage_url.startswith("sqlite") else {}
-        return retry_on_race(lambda: optuna.storages.RDBStorage(
-            self.storage_url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS))
+        with sqlite_creation_lock(self.storage_url):
+            return retry_on_race(lambda: optuna.storages.RDBStorage(
+                self.storage_url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_SECONDS,
+                grace_period=GRACE_SECONDS))
 
     def _pruner(self) -> optuna.pruners.BasePruner:
         if not self.pruner_conf.enabled:
