@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 DEFAULT_CACHE = Path("data") / "samples"
@@ -32,22 +33,27 @@ def read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def write_json(path: Path, document: dict) -> None:
-    """Write a JSON document atomically."""
+@contextmanager
+def atomic_target(path: str | os.PathLike):
+    """A temporary path beside ``path`` to write to; renamed onto ``path`` if the block succeeds, removed if not."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    tmp.write_text(json.dumps(document, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, document: dict) -> None:
+    """Write a JSON document atomically."""
+    with atomic_target(path) as tmp:
+        tmp.write_text(json.dumps(document, indent=1, sort_keys=True))
 
 
 def copy_atomic(source: Path, target: Path) -> Path:
     """Copy ``source`` to ``target`` so that ``target`` is either absent or complete."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    try:
+    with atomic_target(target) as tmp:
         shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+    return Path(target)

@@ -19,6 +19,8 @@ import awkward as ak
 import numpy as np
 import uproot
 
+from .cache import atomic_target
+
 TREE = "Delphes"
 METADATA_KEY = "dmlhc_metadata"
 JET_BRANCHES = ("Jet.PT", "Jet.Eta", "Jet.Phi")
@@ -55,29 +57,22 @@ class EventSample:
 
 def write_delphes(path: str | os.PathLike, sample: EventSample) -> Path:
     """Write ``sample`` to ``path`` atomically (temporary name, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        branches = {
-            "Jet": ak.zip({"PT": sample.jet_pt, "Eta": sample.jet_eta, "Phi": sample.jet_phi}),
-            "MissingET": ak.zip({"MET": _one_per_event(sample.met)}),
-            "Event": ak.zip({"Weight": _one_per_event(sample.weight)}),
-        }
-        branches = {name: ak.values_astype(array, np.float32) for name, array in branches.items()}
-        with uproot.recreate(tmp) as f:
-            f.mktree(
-                TREE,
-                {name: array.type for name, array in branches.items()},
-                counter_name=lambda counted: f"{counted}_size",
-                field_name=lambda outer, inner: f"{outer}.{inner}",
-            )
-            f[TREE].extend(branches)
-            f[METADATA_KEY] = json.dumps(sample.metadata, sort_keys=True, default=_json_default)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    branches = {
+        "Jet": ak.zip({"PT": sample.jet_pt, "Eta": sample.jet_eta, "Phi": sample.jet_phi}),
+        "MissingET": ak.zip({"MET": _one_per_event(sample.met)}),
+        "Event": ak.zip({"Weight": _one_per_event(sample.weight)}),
+    }
+    branches = {name: ak.values_astype(array, np.float32) for name, array in branches.items()}
+    with atomic_target(path) as tmp, uproot.recreate(tmp) as f:
+        f.mktree(
+            TREE,
+            {name: array.type for name, array in branches.items()},
+            counter_name=lambda counted: f"{counted}_size",
+            field_name=lambda outer, inner: f"{outer}.{inner}",
+        )
+        f[TREE].extend(branches)
+        f[METADATA_KEY] = json.dumps(sample.metadata, sort_keys=True, default=_json_default)
+    return Path(path)
 
 
 def read_delphes(path: str | os.PathLike) -> EventSample:
