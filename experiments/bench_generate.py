@@ -20,15 +20,14 @@ from pathlib import Path
 import pythia8mc
 
 from dmlhc.benchmarks import get_benchmark
-from dmlhc.generate import _COMMON, _LEVEL, PTHAT_MIN, GenerationSpec, generate_sample, process_settings
+from dmlhc.generate import GenerationSpec, base_settings, generate_sample, process_settings
 
 EVENTS = {"parton": 40000, "shower": 4000, "hadron": 400}
 
 
 def bare_pythia_rate(level: str, n: int) -> float:
     pythia = pythia8mc.Pythia("", False)
-    for line in [*_COMMON, *_LEVEL[level], f"PhaseSpace:pTHatMin = {PTHAT_MIN[level]}",
-                 *process_settings(get_benchmark("sm")), "Random:seed = 7"]:
+    for line in [*base_settings(level), *process_settings(get_benchmark("sm")), "Random:seed = 7"]:
         pythia.readString(line)
     pythia.init()
     start = time.perf_counter()

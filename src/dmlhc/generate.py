@@ -78,6 +78,11 @@ _LEVEL = {
 }
 
 
+def base_settings(level: str) -> list[str]:
+    """Pythia settings shared by every process at ``level`` (beams, level switches, pTHat cut)."""
+    return [*_COMMON, *_LEVEL[level], f"PhaseSpace:pTHatMin = {PTHAT_MIN[level]}"]
+
+
 def pythia_version() -> str:
     from importlib.metadata import version
 
@@ -203,8 +208,7 @@ def _generate_events(job: _Job) -> _JobResult:
 
     pythia = pythia8mc.Pythia("", False)
     level = "parton" if job.pilot else job.level
-    for line in [*_COMMON, *_LEVEL[level], f"PhaseSpace:pTHatMin = {PTHAT_MIN[level]}",
-                 *job.settings, f"Random:seed = {job.seed}"]:
+    for line in [*base_settings(level), *job.settings, f"Random:seed = {job.seed}"]:
         if not pythia.readString(line):
             return _JobResult(failed=f"Pythia rejected the setting {line!r}")
     if not pythia.init():
@@ -416,7 +420,7 @@ def _assemble(spec, cells, weights, results, workers, seconds) -> EventSample:
     sigma_err_cell = np.array([math.sqrt(sum((r.sigma_err_mb * r.n_tried) ** 2 for r in rs)) / t
                                for rs, t in zip(results, tried)])
     line = np.array([c.line_weight for c in cells])
-    line = line / line.sum() if len(cells) > 1 else line
+    line = line / line.sum()  # renormalised over the cells that were sampled
     eff = accepted / tried
     sigma_cut = float(np.sum(sigma_cell * line * eff)) * 1e9  # mb -> pb
     sigma_gen = float(np.sum(sigma_cell * line)) * 1e9
@@ -439,8 +443,7 @@ def _assemble(spec, cells, weights, results, workers, seconds) -> EventSample:
         "invisible_mass_quantiles_gev": dict(zip(["min", "q10", "median", "q90", "max"], quantiles)),
         "mass_cells": [{"mass": c.mass, "weight": float(w), "tried": int(t), "accepted": int(a)}
                        for c, w, t, a in zip(cells, weights, tried, accepted)],
-        "pythia_settings": {"common": _COMMON + _LEVEL[spec.level] + [f"PhaseSpace:pTHatMin = {PTHAT_MIN[spec.level]}"],
-                            "process": list(cells[0].settings)},
+        "pythia_settings": {"common": base_settings(spec.level), "process": list(cells[0].settings)},
     }
     return EventSample(jet_pt, jet_eta, jet_phi, met[chosen], np.ones(spec.n_events), metadata)
 
