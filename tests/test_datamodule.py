@@ -172,3 +172,29 @@ def test_a_lightning_trainer_fits_on_the_stream(samples):
     trainer.fit(_TinyClassifier(), datamodule=dm)
     assert trainer.global_step == 8 and dm.device == torch.device("cpu")
     assert "val/loss" in trainer.callback_metrics
+
+
+def test_input_statistics_are_fixed_by_the_data_seed_and_floored_at_one_count(samples):
+    dm = make(samples)
+    mean, std = dm.input_statistics(n=2048)
+    assert mean.shape == std.shape == (900,) and torch.all(std > 0)
+    again_mean, _ = make(samples, seed=7).input_statistics(n=2048)  # another training seed: the same statistics
+    assert torch.equal(mean, again_mean)
+    one_count = 1.0 / dm.test_counts.amax(dim=1).mean()  # max normalisation: one count is 1/max
+    assert float(std.min()) == pytest.approx(float(one_count), rel=0.1)
+    z = (dm.sets["val"].x.flatten(1) - mean) / std  # held-out histograms come out standardised
+    assert abs(float(z.mean())) < 0.1 and 0.3 < float(z.std()) < 1.3  # floored and empty bins: below 1
+    assert make(samples, task="event", batch_size=100, n_val=500, n_test=500).input_statistics() is None
+
+
+def test_a_fit_sets_the_networks_standardisation_from_the_datamodule(samples):
+    from dmlhc.models.architectures import HistogramDNN
+    from dmlhc.models.classifier import Classifier
+
+    dm = make(samples)
+    module = Classifier(HistogramDNN(30, 30, 1))
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, datamodule=dm)
+    mean, std = dm.input_statistics()
+    assert torch.allclose(module.net.standardise.mean, mean) and torch.allclose(module.net.standardise.std, std)

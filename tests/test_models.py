@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from dmlhc.models.architectures import EventDNN, HistogramCNN, HistogramDNN
+from dmlhc.models.architectures import EventDNN, HistogramCNN, HistogramDNN, Standardise
 from dmlhc.models.classifier import Classifier
 from dmlhc.tracking import (flatten, plot_example_histograms, plot_output_distributions, plot_prediction_frequency,
                             plot_roc, trimmed_statistic)
@@ -21,10 +21,27 @@ def test_networks_give_one_logit_per_output(net, shape):
 
 
 def test_paper_dnn_has_the_table_2_shape():
-    net = HistogramDNN(30, 30, 1)
+    net = HistogramDNN(30, 30, 1, standardise=False, skip=False)
     linear = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linear] == [(900, 20), (20, 20), (20, 20), (20, 1)]
     assert sum(isinstance(m, torch.nn.Dropout) and m.p == 0.2 for m in net.modules()) == 3
+    assert not any(isinstance(m, Standardise) for m in net.modules())
+
+
+@pytest.mark.parametrize("make", [lambda: HistogramDNN(4, 5, 1), lambda: HistogramCNN(4, 5, 1)])
+def test_default_networks_add_a_fixed_standardisation_and_a_linear_skip_path(make):
+    net = make().eval()
+    mean, std = torch.rand(20), torch.rand(20) + 0.5
+    net.standardise.set_statistics(mean, std)
+    x = torch.rand(3, 4, 5)
+    assert torch.allclose(net.standardise(x.flatten(1)), (x.flatten(1) - mean) / std)
+    body_only = net(x) - net.skip(net.standardise(x.flatten(1)))  # the skip path is linear in the inputs
+    assert net.skip.in_features == 20 and torch.isfinite(body_only).all()
+    restored = make()
+    restored.load_state_dict(net.state_dict())  # the statistics are buffers: checkpoints carry them
+    assert torch.equal(restored.standardise.mean, mean) and torch.equal(restored.standardise.std, std)
+    with pytest.raises(ValueError, match="binning"):
+        net.standardise.set_statistics(torch.zeros(21), torch.ones(21))
 
 
 def test_cnn_pools_only_while_the_map_allows():
@@ -65,6 +82,7 @@ def test_constant_scores_give_auc_one_half():
 def test_trimmed_statistic_drops_extremes():
     assert trimmed_statistic([0.1, 0.5, 0.6, 0.7, 0.99]) == pytest.approx((0.6, np.std([0.5, 0.6, 0.7])))
     assert trimmed_statistic([0.7]) == (0.7, 0.0)
+    assert trimmed_statistic([0.5, 0.6, 0.7]) == pytest.approx((0.6, np.std([0.5, 0.6, 0.7])))  # too few to trim
 
 
 def test_flatten_nested_config():

@@ -129,3 +129,27 @@ def test_bootstrap_over_pools_gives_a_small_reproducible_spread(pools):
     again = _optimal(pools, "signal", 0.5, generator=torch.Generator().manual_seed(0), **options)
     assert first == again and first.n_bootstrap == 8
     assert 0 < first.std < 0.05
+
+
+def test_the_pseudo_count_is_chosen_on_the_validation_set():
+    """choose_pseudo_count returns the candidate with the best AUC on the data it is given."""
+    from dmlhc.optimal import choose_pseudo_count, optimal_auc
+
+    task = make_task("binary", ["s"])
+    generator = torch.Generator().manual_seed(3)
+    p = torch.tensor([0.5, 0.3, 0.15, 0.05])
+    q = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    background, signal = (torch.multinomial(r, 400, replacement=True, generator=generator).bincount(minlength=4)
+                          for r in (p, q))
+    counts = torch.cat([torch.multinomial(p, 200, True, generator=generator).bincount(minlength=4)[None]
+                        for _ in range(200)]).float()
+    labels = torch.zeros(200)
+    extra = [torch.multinomial(p if k < 100 else q, 20, True, generator=generator).bincount(minlength=4)
+             for k in range(200)]  # SM-only: B + S events of the background; SM + signal: B + S
+    counts += torch.stack(extra).float()
+    labels[100:] = 1
+    candidates = (0.1, 1.0, 100.0)
+    chosen = choose_pseudo_count(counts, labels, task, background, {"s": signal}, 200, 20, candidates)
+    aucs = {a: optimal_auc(counts, labels, task, background, {"s": signal}, 200, 20, pseudo_count=a).auc
+            for a in candidates}
+    assert aucs[chosen] == max(aucs.values())

@@ -1,4 +1,4 @@
-"""Line shape of the mediators, benchmark table and the detector response (no Pythia)."""
+"""Line shape and Pythia couplings of the mediators, benchmark table, detector response (no Pythia runs)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 
 from dmlhc.benchmarks import BENCHMARKS, custom_point, get_benchmark
 from dmlhc.detector import JetResponse
+from dmlhc.generate import SPIN2_KAPPA, process_settings
 from dmlhc.lineshape import M_MAX, density, mass_cells, total_width
 
 
@@ -50,6 +51,14 @@ def test_cells_tile_the_line_shape(name):
     assert all(a.high == pytest.approx(c.low) for a, c in zip(cells, cells[1:]))
     assert all(c.low <= c.mass <= c.high for c in cells)
     assert sum(c.line_weight for c in cells) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("mass", [300.0, 1000.0, 5000.0])
+def test_spin2_cells_share_one_coupling(mass):
+    """Pythia's G* couples with kappaMG / m: every cell sets kappaMG = SPIN2_KAPPA m (a universal 1/Lambda)."""
+    settings = process_settings(get_benchmark("spin2_offshell"), mass)
+    kappa_mg = [float(s.split("=")[1]) for s in settings if s.startswith("ExtraDimensionsG*:kappaMG")]
+    assert kappa_mg == [pytest.approx(SPIN2_KAPPA * mass, rel=1e-5)]
 
 
 def test_detector_resolution_regions_and_acceptance():

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
@@ -81,14 +82,20 @@ def test_event_level_run(store):
 
 
 @pytest.mark.pythia
-def test_repeats_make_a_parent_with_children_and_the_trimmed_statistic(store):
+def test_repeats_make_a_parent_with_children_and_a_spread(store, caplog):
+    """Fewer than 5 repeats: the trimmed statistic would keep one value (spread 0), so all are averaged, with a
+    warning."""
     train(_config("repeats=3", "trainer.max_epochs=2", "snr=3"))
     _, runs = _runs(store)
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(parents) == 1 and len(children) == 3
     assert {c.data.params["seed"] for c in children} == {"1", "2", "3"}
-    assert "test/auc_trimmed_mean" in parents[0].data.metrics
+    aucs = [c.data.metrics["test/auc"] for c in children]
+    assert parents[0].data.metrics["test/auc_mean"] == pytest.approx(np.mean(aucs))
+    assert parents[0].data.metrics["test/auc_std"] == pytest.approx(np.std(aucs)) and np.std(aucs) > 0
+    assert parents[0].data.tags["dmlhc.repeat_statistic"] == "mean and std of all repeats"
+    assert "needs at least 5 repeats" in caplog.text
 
 
 def test_same_seed_same_auc_on_cpu(store):

@@ -30,11 +30,12 @@ from torch.utils.data import DataLoader, IterableDataset
 from dmlhc.ensembles import (MODES, NORMALISATIONS, Task, draw_events, draw_histograms, make_task, n_signal_events,
                              normalise, split_evenly)
 from dmlhc.events import EventSample
-from dmlhc.optimal import DEFAULT_PSEUDO_COUNT, OptimalAUC, bin_probabilities, optimal_auc
+from dmlhc.optimal import OptimalAUC, bin_probabilities, choose_pseudo_count, optimal_auc
 from dmlhc.pools import DEFAULT_FRACTIONS, SPLITS, Binning, Cuts, SamplePools, make_pools
 
 PAPER_SPLIT = (0.64, 0.16, 0.20)
 DATASETS = ("stream", "paper")
+STATISTICS_HISTOGRAMS = 8192  # training histograms drawn once to measure the per-bin input mean and std
 
 
 @dataclass
@@ -94,7 +95,7 @@ class EnsembleDataModule(pl.LightningDataModule):
         data_seed: int = 0,
         device: str = "auto",
         signal_names: Sequence[str] | None = None,
-        pseudo_count: float = DEFAULT_PSEUDO_COUNT,
+        pseudo_count: float | None = None,
     ):
         super().__init__()
         self.signal_sources = _named_sources(signal, signal_names)
@@ -114,7 +115,7 @@ class EnsembleDataModule(pl.LightningDataModule):
         self.n_val, self.n_test, self.paper_histograms = int(n_val), int(n_test), int(paper_histograms)
         self.seed, self.data_seed = int(seed), int(data_seed)
         self.requested_device = device
-        self.pseudo_count = float(pseudo_count)
+        self.pseudo_count = None if pseudo_count is None else float(pseudo_count)
         self._check_arguments()
         self.n_signal = n_signal_events(self.n_background, self.snr)
         self.pools: dict[str, SamplePools] = {}
@@ -262,6 +263,13 @@ class EnsembleDataModule(pl.LightningDataModule):
         raw, y, _ = self._draw("train", n, mode, self._train_generator)
         return self._inputs(raw), y
 
+    @property
+    def histograms_per_epoch(self) -> int:
+        """Training histograms (or events) one epoch shows the network."""
+        if self.dataset == "stream":
+            return self.batch_size * self.steps_per_epoch
+        return round(PAPER_SPLIT[0] * self.paper_histograms) * len(self.task.components())
+
     # ------------------------------------------------------------------ loaders
 
     def train_dataloader(self) -> DataLoader:
@@ -281,6 +289,25 @@ class EnsembleDataModule(pl.LightningDataModule):
     def _require_setup(self) -> None:
         if not self.sets:
             raise RuntimeError("call setup() first (a Trainer does it for you)")
+
+    def input_statistics(self, n: int = STATISTICS_HISTOGRAMS) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Per-input mean and standard deviation (n_bins,) of the network inputs, for a fixed standardisation.
+
+        Measured once on ``n`` training histograms (balanced over the task's components) drawn with a seed of
+        their own from ``data_seed``: the same for every training seed, and no val/test histogram is involved.
+        A bin's standard deviation is floored at the normalised value of one count, so bins that are almost
+        always empty are not blown up (a single event there would otherwise weigh like tens of sigma and the
+        network would learn which rare bins happen to be empty in the finite train pool). None for the event
+        task (its features are standardised already).
+        """
+        self._require_setup()
+        if self.task.name == "event":
+            return None
+        generator = self._generator(_derive_seed(self.data_seed, "statistics"))
+        raw, _, _ = self._draw("train", max(n, len(self.task.components())), self.mode, generator)
+        x = self._inputs(raw).flatten(1)
+        one_count = (x.sum(dim=1) / raw.sum(dim=1).clamp_min(1)).mean()
+        return x.mean(dim=0), x.std(dim=0).clamp_min(float(one_count))
 
     # ------------------------------------------------------------------ results
 
@@ -303,25 +330,39 @@ class EnsembleDataModule(pl.LightningDataModule):
 
     def bin_probabilities(self) -> dict[str, torch.Tensor]:
         """Bin probabilities (n_bins,) float64 of every sample's train pool ('background' and each signal)."""
+        alpha = self.optimum_pseudo_count()
+        return {name: bin_probabilities(pools.train.bin_counts, alpha) for name, pools in self.pools.items()}
+
+    def optimum_pseudo_count(self) -> float:
+        """The pseudo-count of the optimum's bin probabilities: as given, else chosen on the validation set
+        (:func:`dmlhc.optimal.choose_pseudo_count`, from the train pools; cached)."""
         self._require_setup()
-        return {name: bin_probabilities(pools.train.bin_counts, self.pseudo_count)
-                for name, pools in self.pools.items()}
+        if self.pseudo_count is None:
+            background, signals = self._pool_counts(("train",))
+            val = self.sets["val"]
+            n_background, n_signal = (0, 1) if self.task.name == "event" else (self.n_background, self.n_signal)
+            self.pseudo_count = choose_pseudo_count(val.raw, val.y, self.task, background, signals, n_background,
+                                                    n_signal)
+        return self.pseudo_count
+
+    def _pool_counts(self, splits: Sequence[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        counts = {name: sum(pools[s].bin_counts for s in splits) for name, pools in self.pools.items()}
+        return counts.pop("background"), counts
 
     def optimal_auc(self, split: str = "test", n_bootstrap: int = 0,
                     estimate_from: Sequence[str] = ("train",)) -> OptimalAUC:
         """AUC of the likelihood-ratio statistic on the ``split`` set, with bin probabilities estimated from the
-        ``estimate_from`` pools (never the scored split); ``n_bootstrap`` > 0 adds its spread over bootstrap
-        replicas of those pools."""
+        ``estimate_from`` pools (never the scored split) and :meth:`optimum_pseudo_count`; ``n_bootstrap`` > 0
+        adds its spread over bootstrap replicas of those pools."""
         self._require_setup()
         if split in estimate_from:
             raise ValueError(f"estimate_from={list(estimate_from)} includes the scored split {split!r}; "
                              "estimate the probabilities from other pools")
-        counts = {name: sum(pools[s].bin_counts for s in estimate_from) for name, pools in self.pools.items()}
-        background = counts.pop("background")
+        background, counts = self._pool_counts(estimate_from)
         labelled = self.sets[split]
         n_background, n_signal = (0, 1) if self.task.name == "event" else (self.n_background, self.n_signal)
         return optimal_auc(labelled.raw, labelled.y, self.task, background, counts, n_background, n_signal,
-                           pseudo_count=self.pseudo_count, n_bootstrap=n_bootstrap,
+                           pseudo_count=self.optimum_pseudo_count(), n_bootstrap=n_bootstrap,
                            generator=self._generator(_derive_seed(self.data_seed, "bootstrap")))
 
     def summary(self) -> dict:

@@ -12,7 +12,9 @@ Physics (sqrt(s) = 14 TeV; leading-jet generation cut pT >= 130 GeV, |eta| <= 5)
   loop with a jet, ``HiggsSM:gg2Hg(l:t)``, ``qg2Hq(l:t)``, ``qqbar2Hg(l:t)`` for a stable
   Higgs-like scalar of mass m (heavy-top-limit kinematics, Pythia's approximation).
 - spin 2 (universal couplings, Randall-Sundrum-like): ``ExtraDimensionsG*:gg2G*g``,
-  ``qg2G*q``, ``qqbar2G*g`` for a stable G* (id 5100039) of mass m.
+  ``qg2G*q``, ``qqbar2G*g`` for a stable G* (id 5100039) of mass m. Pythia's G* couples
+  with kappa = kappaMG / m; every cell sets kappaMG = SPIN2_KAPPA * m, so the coupling
+  (1/Lambda of a universal spin-2 mediator) is the same at every mass.
 - ``alp`` (a G Gdual): gg -> a g, q g -> a q, q qbar -> a g, which have the same
   2 -> 2 matrix elements as the effective g g H vertex, so the Higgs gluon-fusion
   processes with a stable 0.1 GeV scalar (see ``benchmarks.ALP_GENERATED_MASS``).
@@ -20,8 +22,9 @@ Physics (sqrt(s) = 14 TeV; leading-jet generation cut pT >= 130 GeV, |eta| <= 5)
 Mediators never decay in Pythia: they stand for the invisible chi chibar pair, whose
 mass m follows the line shape of ``lineshape`` (from 2 m_chi, through the
 propagator). The line shape is generated as a mixture of fixed-mass cells, each
-weighted by its Pythia cross section times its share of the line shape; the cross
-sections come from a short parton-level pilot run per cell (cached).
+weighted by the production cross section at its mass (``production_cross_section``)
+times its share of the line shape; the cross sections come from a short parton-level
+pilot run per cell (cached).
 
 Levels: ``parton`` (hard process only; the jet is the recoiling parton),
 ``shower`` (ISR/FSR, anti-kT R = 0.4 jets of visible final-state partons, no MPI,
@@ -67,6 +70,13 @@ PILOT_EVENTS = 2000
 MIN_CELL_FRACTION = 1e-5  # cells below this share of the cross section are dropped
 PYTHIA_SEED_MAX = 900_000_000
 PILOT_SEED = 20220063
+#: Revision of the line shape and its cell weights, part of every cache key. 2: physical
+#: production cross sections (spin 1 times pi m Gamma(m), spin 2 at a fixed coupling),
+#: cells up to 13 TeV; 1: Pythia's raw fixed-mass cross sections, cells up to 8 TeV.
+LINE_SHAPE_REVISION = 2
+#: Spin-2 coupling kappa = kappaMG / m (1/GeV), held fixed over the line shape: Pythia's
+#: default kappaMG = 0.054 at m = 1 TeV. It sets the normalisation only, not the kinematics.
+SPIN2_KAPPA = 0.054 / 1000.0
 
 INVISIBLE_ID = {"sm": 23, "spin1": 23, "spin0": 25, "alp": 25, "spin2": 5100039}
 
@@ -108,8 +118,27 @@ def process_settings(benchmark: Benchmark, mass: float | None = None) -> list[st
                 *stable, *fixed_mass]
     if fw == "spin2":
         return ["ExtraDimensionsG*:gg2G*g = on", "ExtraDimensionsG*:qg2G*q = on",
-                "ExtraDimensionsG*:qqbar2G*g = on", *stable, *fixed_mass]
+                "ExtraDimensionsG*:qqbar2G*g = on", f"ExtraDimensionsG*:kappaMG = {SPIN2_KAPPA * mass:.6g}",
+                *stable, *fixed_mass]
     raise ValueError(f"unknown framework {fw!r}")
+
+
+def production_cross_section(framework: str, pythia) -> tuple[float, float]:
+    """Cross section and its error (mb) of an initialised, run ``pythia``, as the production cross section.
+
+    For the mediators: the production cross section of the invisible state (with a jet) at
+    its fixed mass m, the factor of the cell's line weight. Pythia's fixed-mass H + jet and
+    G* + jet matrix elements give it as they are. Its gamma*/Z + jet ones keep the Z
+    propagator and decay, and so give sigma(m) / (pi m Gamma(m)), with Gamma(m) the width
+    Pythia recomputed for a Z of mass m (no branching ratio enters: Pythia's Z has no top
+    channel and all its channels stay on). The tests check each against a
+    Breit-Wigner-integrated Pythia run.
+    """
+    info = pythia.infoPython()
+    factor = 1.0
+    if framework == "spin1":
+        factor = math.pi * pythia.particleData.m0(23) * pythia.particleData.mWidth(23)
+    return info.sigmaGen() * factor, info.sigmaErr() * factor
 
 
 @dataclass(frozen=True)
@@ -144,7 +173,7 @@ class GenerationSpec:
             "detector": asdict(self.detector) if self.detector_applied else None,
             "cuts": {"pt_min": LEADING_JET_PT_MIN, "eta_max": LEADING_JET_ETA_MAX, "pthat_min": PTHAT_MIN[self.level],
                      "jet_r": JET_R, "jet_pt_min": JET_PT_MIN, "sqrt_s": SQRT_S},
-            "generator": {"dmlhc": __version__, "pythia8mc": pythia_version(),
+            "generator": {"dmlhc": __version__, "pythia8mc": pythia_version(), "line_shape": LINE_SHAPE_REVISION,
                           "chunk": CHUNK_TRIED[self.level], "pilot_events": PILOT_EVENTS},
         }
 
@@ -161,6 +190,7 @@ class _Job:
     seed: int
     invisible_id: int
     detector: JetResponse
+    framework: str
     pilot: bool = False
 
 
@@ -235,8 +265,8 @@ def _generate_events(job: _Job) -> _JobResult:
         met.append(invisible.pT())
         inv_mass.append(invisible.m())
 
-    info = pythia.infoPython()
-    result = _JobResult(sigma_mb=info.sigmaGen(), sigma_err_mb=info.sigmaErr(), n_tried=job.n_tried)
+    sigma, sigma_err = production_cross_section(job.framework, pythia)
+    result = _JobResult(sigma_mb=sigma, sigma_err_mb=sigma_err, n_tried=job.n_tried)
     if job.pilot:
         return result
     jets = np.asarray(rows, dtype=np.float64).reshape(-1, 3).T
@@ -314,14 +344,27 @@ def _run_all(jobs: list[_Job], workers: int, progress: tqdm | None, count) -> li
         return [f.result() for f in futures]
 
 
+def _pilot_job(benchmark: Benchmark, settings, seed: int, n_events: int = PILOT_EVENTS) -> _Job:
+    return _Job(tuple(settings), "parton", n_events, seed, INVISIBLE_ID[benchmark.framework], JetResponse(),
+                benchmark.framework, pilot=True)
+
+
+def cell_cross_section(benchmark: Benchmark, mass: float, n_events: int = PILOT_EVENTS,
+                       seed: int = PILOT_SEED) -> tuple[float, float]:
+    """Production cross section (mb) and its error at the fixed invisible mass ``mass``, as a cell's pilot gets it."""
+    result = _run_job(_pilot_job(benchmark, process_settings(benchmark, mass), seed, n_events))
+    if result.failed:
+        raise RuntimeError(f"{benchmark.name} at m = {mass:g} GeV: {result.failed}")
+    return result.sigma_mb, result.sigma_err_mb
+
+
 def _pilot_cross_sections(cells: list[_Cell], spec: GenerationSpec, workers: int, cache: Path,
                           show: bool) -> np.ndarray:
-    """Hard-process cross section (mb) of every cell, from short parton-level runs (cached)."""
-    invisible_id = INVISIBLE_ID[spec.benchmark.framework]
+    """Production cross section (mb) of every cell, from short parton-level runs (cached)."""
     # The pilot seed is fixed, so every seed of a benchmark shares one (cached) set of cell weights.
-    jobs = [_Job(c.settings, "parton", PILOT_EVENTS, _job_seed(PILOT_SEED, i), invisible_id, JetResponse(), True)
-            for i, c in enumerate(cells)]
-    key = key_of({"pilot": [asdict(j) for j in jobs], "pythia8mc": pythia_version()})
+    jobs = [_pilot_job(spec.benchmark, c.settings, _job_seed(PILOT_SEED, i)) for i, c in enumerate(cells)]
+    key = key_of({"pilot": [asdict(j) for j in jobs], "pythia8mc": pythia_version(),
+                  "line_shape": LINE_SHAPE_REVISION, "returns": "production cross section (mb)"})
     path = cache / "pilot" / f"{spec.benchmark.name}_{key[:16]}.json"
     stored = read_json(path)
     if stored is not None:
@@ -330,7 +373,8 @@ def _pilot_cross_sections(cells: list[_Cell], spec: GenerationSpec, workers: int
               disable=not show) as bar:
         results = _run_all(jobs, workers, bar, lambda r: 1)
     sigma = np.array([0.0 if r.failed else r.sigma_mb for r in results])
-    write_json(path, {"sigma_mb": sigma.tolist(), "masses": [c.mass for c in cells]})
+    write_json(path, {"sigma_mb": sigma.tolist(), "masses": [c.mass for c in cells],
+                      "quantity": "production cross section at the cell mass (mb)"})
     return sigma
 
 
@@ -367,7 +411,8 @@ def generate_sample(spec: GenerationSpec, workers: int | None = None, cache: Pat
             for i, (cell, n) in enumerate(zip(cells, per_cell)):
                 for k in range(math.ceil(n / chunk)):
                     jobs.append(_Job(cell.settings, spec.level, min(chunk, n - k * chunk),
-                                     _job_seed(spec.seed, round_, i, k), invisible_id, spec.detector))
+                                     _job_seed(spec.seed, round_, i, k), invisible_id, spec.detector,
+                                     spec.benchmark.framework))
                     owners.append(i)
             room = [spec.n_events - n_accepted]  # the bar counts accepted events up to the target
 

@@ -8,8 +8,10 @@ change the jet kinematics), the cross section is
     rho(m)    = (2 m / pi) * m Gamma_chichi(m) / ((m^2 - M^2)^2 + M^2 Gamma^2),
 
 with sigma_{Y+j}(m) the production cross section of a mediator of mass m with a
-jet (Pythia's matrix elements) and Gamma_chichi(m) the partial width of a mediator
-of mass m into a Dirac pair, which vanishes at the threshold m = 2 m_chi. So the
+jet, at couplings that do not change with m (Pythia's matrix elements, turned into
+that cross section by ``generate.production_cross_section``), and Gamma_chichi(m) the
+partial width of a mediator of mass m into a Dirac pair, which vanishes at the
+threshold m = 2 m_chi. So the
 invisible mass starts at 2 m_chi and follows the propagator: around M for on-shell
 mediators, falling from threshold for off-shell ones (M < 2 m_chi), and rising
 with the phase space until the parton luminosity cuts it off for the
@@ -17,16 +19,19 @@ kinematically out-of-reach "off-shell-PS" ones (M = 10 TeV).
 
 Pythia cannot sample this shape itself for every mediator (it fixes the Higgs-like
 mass window, and recomputes widths), so the generator discretises m into cells:
-log-spaced from 2 m_chi to M_MAX, refined across a resonance. Each cell is
+log-spaced from 2 m_chi to M_MAX, refined across a resonance. M_MAX is close to the
+kinematic limit: the spin-2 rho grows like m^5 below M, and 13% of the 10 TeV
+spin-2 line shape (its resonance included) lies above 8 TeV. Each cell is
 generated at a fixed mass (its rho-weighted mean) with Pythia's exact fixed-mass
 matrix element, and gets the weight sigma_{Y+j}(m_cell) * integral of rho over the cell.
 
-Couplings (used only for the total width, which shapes the on-shell peak; the
-off-shell shapes do not depend on it): LHC DM Working Group benchmarks, Dirac DM.
+Couplings here set the total width, which shapes the on-shell peak (the off-shell
+shapes do not depend on it): LHC DM Working Group benchmarks, Dirac DM.
 - spin 1 (vector): g_q = 0.25 to all quarks, g_chi = 1.
 - spin 0 (scalar): Yukawa-like g_q = y_q = sqrt(2) m_q / v, g_chi = 1.
-- spin 2: Gamma / M = 0.05 (universal couplings make Gamma depend on the
-  cut-off scale; any width well below M gives the same jet kinematics).
+- spin 2 (universal couplings 1/Lambda): Gamma / M = 0.05 (Gamma depends on the
+  cut-off scale; any width well below M gives the same jet kinematics). The partial
+  width into DM, Gamma_chichi(m) ~ m^3, makes rho grow like m far above M.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ import numpy as np
 VEV = 246.22  # GeV
 QUARK_MASSES = {"d": 0.0047, "u": 0.0022, "s": 0.095, "c": 1.27, "b": 4.18, "t": 172.5}
 SPIN2_WIDTH_FRACTION = 0.05
-M_MAX = 8000.0  # GeV; above this the Y + jet cross section at 14 TeV is negligible
+M_MAX = 13000.0  # GeV; a Y + jet pair with pT >= 130 GeV needs m < 13.7 TeV at 14 TeV
 N_CONTINUUM_CELLS = 36
 RESONANCE_STEPS = (0.25, 0.75, 1.5, 3.0, 6.0, 12.0)  # cell edges at M +- k Gamma
 

@@ -20,6 +20,13 @@ Bin probabilities are estimated from the *train* pools with a pseudo-count alpha
 per bin, r_i = (n_i + alpha) / (N + alpha * n_bins): every log stays finite, bins
 empty in every pool contribute nothing (no test event falls there either, almost
 surely), and a bin with p = 0 < q gets a large but finite weight.
+
+The plug-in statistic is only as good as those estimates, and sparse high-pT bins
+decide it: measured on alp at S/sqrt(B) = 2.236 (B = 50k, 900k/120k train events),
+its test AUC was 0.654, 0.753, 0.775, 0.780 for alpha = 0.05, 0.5, 2, 10. So alpha
+is not fixed: :func:`choose_pseudo_count` takes the value of ``PSEUDO_COUNTS`` that
+maximises the AUC on the *validation* histograms (the set the networks' early
+stopping uses), and the test AUC is reported with it.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import torch
 from dmlhc.ensembles import Task, sample_counts
 
 DEFAULT_PSEUDO_COUNT = 0.5
+PSEUDO_COUNTS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0)  # the choices of choose_pseudo_count
 
 
 def bin_probabilities(bin_counts: torch.Tensor, pseudo_count: float = DEFAULT_PSEUDO_COUNT) -> torch.Tensor:
@@ -142,3 +150,13 @@ def optimal_auc(data: torch.Tensor, labels: torch.Tensor, task: Task, background
     replicas = [evaluate(background_replicas[b], {name: r[b] for name, r in signal_replicas.items()})[0]
                 for b in range(n_bootstrap)]
     return OptimalAUC(central, torch.tensor(replicas).std().item() if n_bootstrap > 1 else 0.0, n_bootstrap, per_class)
+
+
+def choose_pseudo_count(data: torch.Tensor, labels: torch.Tensor, task: Task, background_counts: torch.Tensor,
+                        signal_counts: Mapping[str, torch.Tensor], n_background: int, n_signal: int,
+                        candidates: Sequence[float] = PSEUDO_COUNTS) -> float:
+    """The pseudo-count of ``candidates`` whose plug-in statistic has the highest AUC on ``data`` (a validation
+    set, never the test set); the smallest one among equals."""
+    aucs = [optimal_auc(data, labels, task, background_counts, signal_counts, n_background, n_signal,
+                        pseudo_count=alpha).auc for alpha in candidates]
+    return float(candidates[max(range(len(aucs)), key=lambda k: (aucs[k], -k))])

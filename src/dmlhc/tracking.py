@@ -113,10 +113,17 @@ def flatten(config: dict, prefix: str = "") -> dict[str, object]:
     return flat
 
 
+MIN_TRIMMED_REPEATS = 5  # below this, dropping the extremes leaves too few values for a spread
+
+
 def trimmed_statistic(values: list[float]) -> tuple[float, float]:
-    """The paper's repeat statistic: drop the highest and lowest, mean and std of the rest."""
+    """The paper's repeat statistic: drop the highest and lowest, mean and std of the rest.
+
+    With fewer than ``MIN_TRIMMED_REPEATS`` values nothing is dropped (trimming 3 values keeps one,
+    whose spread is a meaningless 0): the mean and std of all of them.
+    """
     values = sorted(values)
-    if len(values) >= 3:
+    if len(values) >= MIN_TRIMMED_REPEATS:
         values = values[1:-1]
     return float(np.mean(values)), float(np.std(values))
 

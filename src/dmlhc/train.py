@@ -11,6 +11,7 @@ sweepers.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -39,7 +40,8 @@ from .models.classifier import Classifier
 from .optimal import LikelihoodRatio, auc, class_probabilities
 from .pools import Binning, Cuts
 from .tracking import (experiment_id_of, flatten, plot_example_histograms, plot_output_distributions,
-                       plot_prediction_frequency, plot_roc, tracking_uri, trimmed_statistic)
+                       plot_prediction_frequency, plot_roc, tracking_uri, trimmed_statistic,
+                       MIN_TRIMMED_REPEATS)
 
 log = logging.getLogger(__name__)
 OPTIMAL_BOOTSTRAP = 20
@@ -72,6 +74,10 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"snr={cfg.snr}: S/sqrt(B) must be >= 0")
     if cfg.repeats < 1:
         raise ConfigError(f"repeats={cfg.repeats}: must be >= 1")
+    if cfg.model.monitor not in ("val/auc", "val/loss"):
+        raise ConfigError(f"model.monitor={cfg.model.monitor!r}: choose val/auc or val/loss")
+    if cfg.model.patience_histograms < 1:
+        raise ConfigError(f"model.patience_histograms={cfg.model.patience_histograms}: must be >= 1")
     if cfg.background.n_background < 1:
         raise ConfigError(f"background.n_background={cfg.background.n_background}: must be >= 1")
     try:
@@ -103,17 +109,30 @@ def validate(cfg: DictConfig) -> None:
 
 # ------------------------------------------------------------------------------ data
 def load_sample(sample: DictConfig, generation: DictConfig) -> EventSample:
-    """A sample from its Delphes files (concatenated), or from the embedded generator (cached)."""
+    """A sample from its Delphes files (concatenated), or from the embedded generator (cached).
+
+    Samples read from the generator's cache are kept in memory for the rest of the process, so the jobs of a
+    multirun (one process) read the 1.5M-event background once, not once per job.
+    """
     if sample.files:
-        parts = [read_delphes(path) for path in sample.files]
-        if len(parts) == 1:
-            return parts[0]
-        return EventSample(*(ak.concatenate([getattr(p, f) for p in parts]) for f in ("jet_pt", "jet_eta", "jet_phi")),
-                           np.concatenate([p.met for p in parts]), np.concatenate([p.weight for p in parts]),
-                           {"files": [str(f) for f in sample.files]})
+        return _read_files(tuple(str(f) for f in sample.files))
     spec = GenerationSpec(get_benchmark(sample.benchmark), int(sample.events), generation.level, int(generation.seed),
                           JetResponse(enabled=bool(generation.detector)))
-    return load_or_generate(spec, workers=generation.workers)
+    return _generated_sample(spec, generation.workers)
+
+
+@functools.lru_cache(maxsize=16)
+def _generated_sample(spec: GenerationSpec, workers: int | None) -> EventSample:
+    return load_or_generate(spec, workers=workers)
+
+
+def _read_files(files: tuple[str, ...]) -> EventSample:
+    parts = [read_delphes(path) for path in files]
+    if len(parts) == 1:
+        return parts[0]
+    return EventSample(*(ak.concatenate([getattr(p, f) for p in parts]) for f in ("jet_pt", "jet_eta", "jet_phi")),
+                       np.concatenate([p.met for p in parts]), np.concatenate([p.weight for p in parts]),
+                       {"files": list(files)})
 
 
 def build_datamodule(cfg: DictConfig, seed: int) -> EnsembleDataModule:
@@ -146,10 +165,12 @@ def fit_and_test(cfg: DictConfig, seed: int, run_id: str | None, workdir: Path) 
     datamodule = build_datamodule(cfg, seed)
     module = Classifier(build_network(cfg, datamodule), n_classes=datamodule.task.n_classes, lr=cfg.model.lr,
                         weight_decay=cfg.model.weight_decay)
-    checkpoint = ModelCheckpoint(dirpath=workdir / "checkpoints", monitor="val/loss", mode="min", save_top_k=1)
+    monitor, mode = cfg.model.monitor, "min" if cfg.model.monitor.endswith("loss") else "max"
+    checkpoint = ModelCheckpoint(dirpath=workdir / "checkpoints", monitor=monitor, mode=mode, save_top_k=1)
     logger = MLFlowLogger(experiment_name=cfg.logger.experiment_name, tracking_uri=tracking_uri(cfg.logger.tracking_uri),
                           run_id=run_id)
-    callbacks = [checkpoint, EarlyStopping(monitor="val/loss", mode="min", patience=cfg.model.patience)]
+    patience = math.ceil(cfg.model.patience_histograms / datamodule.histograms_per_epoch)
+    callbacks = [checkpoint, EarlyStopping(monitor=monitor, mode=mode, patience=patience)]
     if cfg.get("optuna_trial"):
         callbacks.append(OptunaPruning(cfg.optuna_trial, cfg.optimized_metric))
     trainer = hydra.utils.instantiate(cfg.trainer, logger=logger, default_root_dir=str(workdir), callbacks=callbacks)
@@ -204,7 +225,8 @@ def _log_results(cfg, datamodule: EnsembleDataModule, module: Classifier, run_id
     metrics: dict[str, float] = {}
     if datamodule.task.n_classes == 2:
         optimum = datamodule.optimal_auc(n_bootstrap=OPTIMAL_BOOTSTRAP)
-        metrics = {"test/auc_optimal": optimum.auc, "test/auc_optimal_std": optimum.std or 0.0}
+        metrics = {"test/auc_optimal": optimum.auc, "test/auc_optimal_std": optimum.std or 0.0,
+                   "test/auc_optimal_pseudo_count": datamodule.optimum_pseudo_count()}
         network_auc = auc(torch.as_tensor(scores), torch.as_tensor(labels) > 0.5)
         curves = {cfg.architecture._target_.rsplit(".", 1)[-1]: (scores, network_auc)}
         if datamodule.task.name != "event":
@@ -217,6 +239,7 @@ def _log_results(cfg, datamodule: EnsembleDataModule, module: Classifier, run_id
     else:
         optimum = datamodule.optimal_auc()
         metrics = {"test/auc_optimal": optimum.auc,
+                   "test/auc_optimal_pseudo_count": datamodule.optimum_pseudo_count(),
                    **{f"test/auc_optimal_class{k}": v for k, v in enumerate(optimum.per_class or ())}}
         path = plot_prediction_frequency(labels, scores, names, plots / "prediction_frequency.png")
         client.log_artifact(run_id, str(path), "plots")
@@ -226,8 +249,10 @@ def _log_results(cfg, datamodule: EnsembleDataModule, module: Classifier, run_id
         extent = [*b.pt_range, *b.eta_range]
         path = plot_example_histograms(histograms, labels.astype(int), names, extent, plots / "example_histograms.png")
         client.log_artifact(run_id, str(path), "plots")
+    history = client.get_metric_history(run_id, "test/auc")
+    step = history[-1].step if history else 0  # beside the network's test/auc in MLflow's charts
     for key, value in metrics.items():
-        client.log_metric(run_id, key, value)
+        client.log_metric(run_id, key, value, step=step)
     return metrics
 
 
@@ -261,6 +286,8 @@ def _work_directory():
 def train(cfg: DictConfig) -> float:
     """Run the job of ``cfg`` (one run, or a parent with ``repeats`` children); returns the optimised metric."""
     validate(cfg)
+    if cfg.get("torch_threads"):
+        torch.set_num_threads(int(cfg.torch_threads))
     run_name = cfg.logger.run_name or f"{cfg.signal.name if not cfg.model.get('signals') else cfg.model.task}" \
                                       f"_snr{cfg.snr:g}_{cfg.architecture._target_.rsplit('.', 1)[-1]}"
     params = flatten(OmegaConf.to_container(cfg, resolve=True))
@@ -294,7 +321,14 @@ def train(cfg: DictConfig) -> float:
                 metrics = fit_and_test(cfg, cfg.seed, run.info.run_id, workdir)
             log.info("test/auc = %.4f, optimum %.4f", metrics["test/auc"], metrics.get("test/auc_optimal", math.nan))
             return metrics.get(f"best_{cfg.optimized_metric}", metrics.get(cfg.optimized_metric, math.nan))
+        statistic = ("trimmed: highest and lowest dropped" if cfg.repeats >= MIN_TRIMMED_REPEATS
+                     else "mean and std of all repeats")
+        if cfg.repeats < MIN_TRIMMED_REPEATS:
+            log.warning("repeats=%d: the paper's trimmed statistic (drop the highest and lowest AUC) needs at least %d "
+                        "repeats to leave a spread; reporting the plain mean and std of all %d instead",
+                        cfg.repeats, MIN_TRIMMED_REPEATS, cfg.repeats)
         with start(None, cfg.seed, "_repeats") as parent:
+            mlflow.set_tag("dmlhc.repeat_statistic", statistic)
             results = []
             for r in range(cfg.repeats):
                 with start(parent.info.run_id, cfg.seed + r, f"_seed{cfg.seed + r}") as child:
@@ -302,10 +336,10 @@ def train(cfg: DictConfig) -> float:
             summary = {}
             for key in ("test/auc", f"best_{cfg.optimized_metric}"):
                 mean, std = trimmed_statistic([m[key] for m in results])
-                summary |= {f"{key}_trimmed_mean": mean, f"{key}_trimmed_std": std}
+                summary |= {f"{key}_mean": mean, f"{key}_std": std}
             if "test/auc_optimal" in results[0]:
                 summary["test/auc_optimal"] = float(np.mean([m["test/auc_optimal"] for m in results]))
             mlflow.log_metrics(summary)
-        log.info("test/auc over %d repeats (trimmed): %.4f +- %.4f", cfg.repeats, summary["test/auc_trimmed_mean"],
-                 summary["test/auc_trimmed_std"])
-        return summary[f"best_{cfg.optimized_metric}_trimmed_mean"]
+        log.info("test/auc over %d repeats (%s): %.4f +- %.4f", cfg.repeats, statistic, summary["test/auc_mean"],
+                 summary["test/auc_std"])
+        return summary[f"best_{cfg.optimized_metric}_mean"]

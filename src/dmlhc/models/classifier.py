@@ -1,7 +1,9 @@
 """LightningModules: binary (signal + SM vs SM-only, model vs model) and multiclass.
 
 The network is injected (``architectures``); the module owns the loss, the
-optimiser and the metrics: ``val/loss``, ``val/auc`` and ``test/auc`` (tie-aware
+optimiser and the metrics. Before fitting, a network with a fixed input
+standardisation gets its per-bin mean and std from the DataModule
+(``input_statistics``); they are buffers, so checkpoints carry them. Metrics: ``val/loss``, ``val/auc`` and ``test/auc`` (tie-aware
 torchmetrics AUROC; one-vs-rest per class and macro average for multiclass). Test
 scores and labels are kept for the plots of ``tracking``.
 """
@@ -14,9 +16,11 @@ from torch import nn
 from torch.nn import functional as F
 from torchmetrics.classification import BinaryAUROC, MulticlassAUROC
 
+from dmlhc.models.architectures import Standardise
+
 
 class Classifier(pl.LightningModule):
-    """Trains ``net`` with Adam; binary (``n_classes == 2``, one logit) or multiclass (softmax)."""
+    """Trains ``net`` with Adam(W); binary (``n_classes == 2``, one logit) or multiclass (softmax)."""
 
     def __init__(self, net: nn.Module, n_classes: int = 2, lr: float = 1e-4, weight_decay: float = 0.0):
         super().__init__()
@@ -30,6 +34,18 @@ class Classifier(pl.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def setup(self, stage: str) -> None:
+        if stage != "fit":
+            return
+        standardisers = [m for m in self.net.modules() if isinstance(m, Standardise)]
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if not standardisers or datamodule is None or not hasattr(datamodule, "input_statistics"):
+            return
+        statistics = datamodule.input_statistics()
+        if statistics is not None:
+            for module in standardisers:
+                module.set_statistics(*(t.to(module.mean) for t in statistics))
 
     def scores(self, logits: torch.Tensor) -> torch.Tensor:
         """Probabilities: of the signal class (binary, shape (n,)) or of each class (n, k)."""
@@ -79,4 +95,5 @@ class Classifier(pl.LightningModule):
         self.log(f"{stage}/auc", auc.mean(), prog_bar=True)
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        """Adam with decoupled weight decay (AdamW; ``weight_decay=0`` is plain Adam, the paper's)."""
+        return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

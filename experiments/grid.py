@@ -1,0 +1,156 @@
+"""A grid of trainings over benchmarks x S/sqrt(B), collected from MLflow into a table and a figure.
+
+    python experiments/grid.py fig7                 # train every point, then collect (hours on 2 cores)
+    python experiments/grid.py fig7_quick           # two benchmarks, two S/sqrt(B), B = 2000 (minutes)
+    python experiments/grid.py fig7 --collect-only  # only collect what MLflow holds
+    python experiments/grid.py fig7 -- trainer=gpu  # extra overrides for train.py after --
+
+Training is ``python train.py experiment=NAME -m`` (conf/experiment/NAME.yaml lists the
+grid in ``hydra.sweeper.params``; every point is one MLflow run in the experiment of the
+same name). Collection reads, with MLflow's client, the newest finished run of every
+(signal, snr) and writes ``experiments/results/NAME/`` (or --out):
+
+- ``auc_vs_snr.csv``: signal, snr, test/auc, test/auc_optimal, test/auc_optimal_std,
+  gap (= optimum - network), epochs, run_id;
+- ``auc_vs_snr.png``: AUC vs S/sqrt(B), network solid, optimum dashed, one colour per
+  benchmark, log x;
+
+and logs both as artifacts of a summary run ``NAME_summary`` in the same experiment, with
+the largest gap as a metric. Prints the table and the largest gap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import mlflow  # noqa: E402
+
+from dmlhc.tracking import tracking_uri  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+COLUMNS = ("signal", "snr", "test/auc", "test/auc_optimal", "test/auc_optimal_std", "gap", "epochs", "run_id")
+
+
+def train_grid(name: str, overrides: list[str]) -> None:
+    """All points of conf/experiment/NAME.yaml, one ``python train.py -m`` process."""
+    command = [sys.executable, str(ROOT / "train.py"), f"experiment={name}", *overrides, "-m"]
+    print("+", " ".join(command), flush=True)
+    subprocess.run(command, check=True)
+
+
+def collect(experiment: str) -> list[dict]:
+    """The newest finished run of every (signal, snr) of ``experiment``, as table rows sorted by signal and snr."""
+    client = mlflow.MlflowClient(tracking_uri())
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        raise SystemExit(f"grid: no MLflow experiment {experiment!r} at {tracking_uri()}; train the grid first "
+                         f"(python experiments/grid.py {experiment})")
+    runs = client.search_runs([found.experiment_id], "attributes.status = 'FINISHED'",
+                              order_by=["attributes.start_time DESC"], max_results=50000)
+    rows: dict[tuple[str, float], dict] = {}
+    for run in runs:
+        params, metrics = run.data.params, run.data.metrics
+        if "test/auc" not in metrics or "signal" not in params or "mlflow.parentRunId" in run.data.tags:
+            continue
+        key = (params["signal"], float(params["snr"]))
+        if key in rows:  # an older run of the same point
+            continue
+        optimum = metrics.get("test/auc_optimal", float("nan"))
+        rows[key] = {"signal": key[0], "snr": key[1], "test/auc": metrics["test/auc"], "test/auc_optimal": optimum,
+                     "test/auc_optimal_std": metrics.get("test/auc_optimal_std", float("nan")),
+                     "gap": optimum - metrics["test/auc"], "epochs": int(metrics.get("epochs", -1)),
+                     "run_id": run.info.run_id}
+    return [rows[k] for k in sorted(rows)]
+
+
+def write_table(rows: list[dict], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as out:
+        writer = csv.DictWriter(out, COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) and k != "snr" else v) for k, v in row.items()})
+    return path
+
+
+def plot(rows: list[dict], path: Path, title: str) -> Path:
+    """AUC vs S/sqrt(B): network solid with markers, optimum dashed, one colour per benchmark, log x."""
+    import mplhep
+
+    plt.style.use(mplhep.style.ROOT)
+    fig, ax = plt.subplots(figsize=(10, 7))
+    signals = sorted({r["signal"] for r in rows})
+    colours = plt.get_cmap("tab10")
+    for k, signal in enumerate(signals):
+        points = [r for r in rows if r["signal"] == signal]
+        snr = [r["snr"] for r in points]
+        ax.plot(snr, [r["test/auc"] for r in points], "-o", color=colours(k % 10), ms=4, label=signal)
+        ax.plot(snr, [r["test/auc_optimal"] for r in points], "--", color=colours(k % 10), lw=1)
+    ax.plot([], [], "k-o", ms=4, label="network")
+    ax.plot([], [], "k--", lw=1, label="optimum (likelihood ratio)")
+    ax.set_xscale("log")
+    ax.set_xlabel(r"$S/\sqrt{B}$")
+    ax.set_ylabel("test AUC")
+    ax.set_ylim(0.48, 1.01)
+    ax.set_title(title, fontsize=14)
+    ax.legend(fontsize=10, ncol=2, loc="upper left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def log_summary(experiment: str, paths: list[Path], rows: list[dict]) -> str:
+    """A summary run in the grid's experiment with the table and figure as artifacts."""
+    mlflow.set_tracking_uri(tracking_uri())
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run(run_name=f"{experiment}_summary") as run:
+        mlflow.set_tag("dmlhc.summary", "grid")
+        mlflow.log_metrics({"max_gap": max(r["gap"] for r in rows), "points": len(rows)})
+        for path in paths:
+            mlflow.log_artifact(str(path))
+        return run.info.run_id
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    overrides = argv[argv.index("--") + 1 :] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("name", help="an experiment config: conf/experiment/NAME.yaml (e.g. fig7, fig7_quick)")
+    parser.add_argument("--collect-only", action="store_true", help="do not train; collect what MLflow holds")
+    parser.add_argument("--out", type=Path, help="output folder (default experiments/results/NAME)")
+    args = parser.parse_args(argv)
+    if not (ROOT / "conf" / "experiment" / f"{args.name}.yaml").is_file():
+        parser.error(f"no experiment config conf/experiment/{args.name}.yaml")
+    if not args.collect_only:
+        train_grid(args.name, overrides)
+    rows = collect(args.name)
+    if not rows:
+        raise SystemExit(f"grid: experiment {args.name!r} has no finished runs with test/auc")
+    out = args.out or ROOT / "experiments" / "results" / args.name
+    table = write_table(rows, out / "auc_vs_snr.csv")
+    figure = plot(rows, out / "auc_vs_snr.png", f"{args.name}: network (solid) vs likelihood-ratio optimum (dashed)")
+    log_summary(args.name, [table, figure], rows)
+    print(f"{'signal':20s} {'snr':>7s} {'network':>8s} {'optimum':>8s} {'gap':>7s}")
+    for r in rows:
+        print(f"{r['signal']:20s} {r['snr']:7.3f} {r['test/auc']:8.4f} {r['test/auc_optimal']:8.4f} {r['gap']:7.4f}")
+    worst = max(rows, key=lambda r: r["gap"])
+    print(f"largest gap (optimum - network): {worst['gap']:.4f} at {worst['signal']} snr={worst['snr']:g}; "
+          f"{len(rows)} points; table {table}, figure {figure}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

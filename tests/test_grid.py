@@ -1,0 +1,60 @@
+"""The Fig. 7 grid as an experiment: trainings through train.py -m, collection from MLflow, table and figure.
+
+CI's guard of the headline result: in the quick grid (two benchmarks, a small and a medium S/sqrt(B),
+B = 2000) every network must end within 0.02 of the likelihood-ratio optimum where that exceeds 0.6.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.pythia
+def test_quick_grid_reaches_the_optimum_and_is_collected(tmp_path):
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = tmp_path / "results"
+    run = subprocess.run([sys.executable, str(ROOT / "experiments" / "grid.py"), "fig7_quick", "--out", str(out)],
+                         cwd=tmp_path, env={**os.environ, "MLFLOW_TRACKING_URI": store}, capture_output=True,
+                         text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    with open(out / "auc_vs_snr.csv") as table:
+        rows = list(csv.DictReader(table))
+    assert [(r["signal"], float(r["snr"])) for r in rows] == [
+        ("spin0_onshell", 0.447), ("spin0_onshell", 1.118), ("spin2_onshell", 0.447), ("spin2_onshell", 1.118)]
+    for r in rows:
+        network, optimum = float(r["test/auc"]), float(r["test/auc_optimal"])
+        assert 0.5 <= network <= 1 and 0.5 <= optimum <= 1
+        if optimum > 0.6:
+            assert optimum - network <= 0.02, f"{r['signal']} snr={r['snr']}: network {network} vs optimum {optimum}"
+    for signal in ("spin0_onshell", "spin2_onshell"):  # rising with S/sqrt(B)
+        small, medium = (float(r["test/auc_optimal"]) for r in rows if r["signal"] == signal)
+        assert medium > small
+    assert (out / "auc_vs_snr.png").stat().st_size > 10_000
+    assert "largest gap" in run.stdout
+
+    client = mlflow.MlflowClient(store)
+    experiment = client.get_experiment_by_name("fig7_quick")
+    summary = client.search_runs([experiment.experiment_id], "tags.`dmlhc.summary` = 'grid'")
+    assert len(summary) == 1
+    assert {a.path for a in client.list_artifacts(summary[0].info.run_id)} == {"auc_vs_snr.csv", "auc_vs_snr.png"}
+    point = client.get_run(rows[0]["run_id"])
+    steps = {key: client.get_metric_history(point.info.run_id, key)[-1].step for key in ("test/auc", "test/auc_optimal")}
+    assert steps["test/auc"] == steps["test/auc_optimal"]  # side by side in MLflow's charts
+
+
+def test_grid_collect_only_without_runs_says_what_to_do(tmp_path):
+    run = subprocess.run([sys.executable, str(ROOT / "experiments" / "grid.py"), "fig7_quick", "--collect-only"],
+                         cwd=tmp_path, env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'm.db'}"},
+                         capture_output=True, text=True)
+    assert run.returncode == 1
+    assert "no MLflow experiment 'fig7_quick'" in run.stderr and "python experiments/grid.py fig7_quick" in run.stderr
+    assert "Traceback" not in run.stderr
