@@ -68,7 +68,7 @@ def collect(experiment: str) -> list[dict]:
         optimum = metrics.get("test/auc_optimal", float("nan"))
         rows[key] = {"signal": key[0], "snr": key[1], "test/auc": metrics["test/auc"], "test/auc_optimal": optimum,
                      "test/auc_optimal_std": metrics.get("test/auc_optimal_std", float("nan")),
-                     "gap": optimum - metrics["test/auc"], "epochs": int(metrics.get("epochs", -1)),
+                     "gap": optimum - metrics["test/auc"], "epochs": int(metrics.get("epoch", -1)) + 1,
                      "run_id": run.info.run_id}
     return [rows[k] for k in sorted(rows)]
 

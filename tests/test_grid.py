@@ -58,3 +58,17 @@ def test_grid_collect_only_without_runs_says_what_to_do(tmp_path):
     assert run.returncode == 1
     assert "no MLflow experiment 'fig7_quick'" in run.stderr and "python experiments/grid.py fig7_quick" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_experiment_configs_hold_the_papers_grid_and_its_exact_settings():
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        grid = compose("train", overrides=["experiment=fig7"], return_hydra_config=True)
+        paper = compose("train", overrides=["experiment=paper_table2"])
+    params = grid.hydra.sweeper.params
+    assert len(params.signal.split(",")) == 10 and len(params.snr.split(",")) == 18
+    assert grid.background.n_background == 50_000 and grid.logger.experiment_name == "fig7"
+    assert not paper.architecture.standardise and not paper.architecture.skip
+    assert (paper.model.lr, paper.model.weight_decay, paper.model.monitor) == (1e-4, 0.0, "val/loss")
+    assert paper.data.dataset == "paper" and paper.data.batch_size == 128

@@ -2,8 +2,9 @@
 
 ``train(cfg)`` validates the configuration before any work, loads or generates the
 samples (embedded Pythia on first use), builds the :class:`EnsembleDataModule`,
-trains the injected network with early stopping on ``val/loss``, tests the best
-checkpoint, scores the same test histograms with the likelihood-ratio optimum and
+trains the injected network with early stopping on ``model.monitor`` (``val/auc`` by default; patience
+in training histograms), tests the best checkpoint, scores the same test histograms with the
+likelihood-ratio optimum and
 records everything in one MLflow run (a parent run with child runs for
 ``repeats > 1``). It returns ``cfg.optimized_metric`` of the best checkpoint, for
 sweepers.

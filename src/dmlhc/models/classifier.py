@@ -3,7 +3,8 @@
 The network is injected (``architectures``); the module owns the loss, the
 optimiser and the metrics. Before fitting, a network with a fixed input
 standardisation gets its per-bin mean and std from the DataModule
-(``input_statistics``); they are buffers, so checkpoints carry them. Metrics: ``val/loss``, ``val/auc`` and ``test/auc`` (tie-aware
+(``input_statistics``); they are buffers, so checkpoints carry them. Metrics:
+``val/loss``, ``val/auc`` and ``test/auc`` (tie-aware
 torchmetrics AUROC; one-vs-rest per class and macro average for multiclass). Test
 scores and labels are kept for the plots of ``tracking``.
 """
