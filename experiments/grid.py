@@ -60,12 +60,13 @@ def collect(experiment: str) -> list[dict]:
     rows: dict[tuple[str, float], dict] = {}
     for run in runs:
         params, metrics = run.data.params, run.data.metrics
-        if "test/auc" not in metrics or "signal" not in params or "mlflow.parentRunId" in run.data.tags:
-            continue
+        if not {"test/auc", "test/auc_optimal"} <= set(metrics) or "signal" not in params \
+                or "mlflow.parentRunId" in run.data.tags:
+            continue  # an incomplete run (interrupted before its optimum was logged) or a repeat's child
         key = (params["signal"], float(params["snr"]))
         if key in rows:  # an older run of the same point
             continue
-        optimum = metrics.get("test/auc_optimal", float("nan"))
+        optimum = metrics["test/auc_optimal"]
         rows[key] = {"signal": key[0], "snr": key[1], "test/auc": metrics["test/auc"], "test/auc_optimal": optimum,
                      "test/auc_optimal_std": metrics.get("test/auc_optimal_std", float("nan")),
                      "gap": optimum - metrics["test/auc"], "epochs": int(metrics.get("epoch", -1)) + 1,

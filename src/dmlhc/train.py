@@ -171,7 +171,9 @@ def fit_and_test(cfg: DictConfig, seed: int, run_id: str | None, workdir: Path) 
     logger = MLFlowLogger(experiment_name=cfg.logger.experiment_name, tracking_uri=tracking_uri(cfg.logger.tracking_uri),
                           run_id=run_id)
     patience = math.ceil(cfg.model.patience_histograms / datamodule.histograms_per_epoch)
-    callbacks = [checkpoint, EarlyStopping(monitor=monitor, mode=mode, patience=patience)]
+    # A perfect val/auc leaves nothing to learn: stop there (large S/sqrt(B) points end after an epoch).
+    callbacks = [checkpoint, EarlyStopping(monitor=monitor, mode=mode, patience=patience,
+                                           stopping_threshold=1.0 if mode == "max" else None)]
     if cfg.get("optuna_trial"):
         callbacks.append(OptunaPruning(cfg.optuna_trial, cfg.optimized_metric))
     trainer = hydra.utils.instantiate(cfg.trainer, logger=logger, default_root_dir=str(workdir), callbacks=callbacks)
