@@ -340,10 +340,13 @@ class EnsembleDataModule(pl.LightningDataModule):
         if self.pseudo_count is None:
             background, signals = self._pool_counts(("train",))
             val = self.sets["val"]
-            n_background, n_signal = (0, 1) if self.task.name == "event" else (self.n_background, self.n_signal)
-            self.pseudo_count = choose_pseudo_count(val.raw, val.y, self.task, background, signals, n_background,
-                                                    n_signal)
+            self.pseudo_count = choose_pseudo_count(val.raw, val.y, self.task, background, signals,
+                                                    *self._optimum_sizes())
         return self.pseudo_count
+
+    def _optimum_sizes(self) -> tuple[int, int]:
+        """(B, S) of the scored sets; single events (task 'event') are scored as (0, 1)."""
+        return (0, 1) if self.task.name == "event" else (self.n_background, self.n_signal)
 
     def _pool_counts(self, splits: Sequence[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         counts = {name: sum(pools[s].bin_counts for s in splits) for name, pools in self.pools.items()}
@@ -360,8 +363,7 @@ class EnsembleDataModule(pl.LightningDataModule):
                              "estimate the probabilities from other pools")
         background, counts = self._pool_counts(estimate_from)
         labelled = self.sets[split]
-        n_background, n_signal = (0, 1) if self.task.name == "event" else (self.n_background, self.n_signal)
-        return optimal_auc(labelled.raw, labelled.y, self.task, background, counts, n_background, n_signal,
+        return optimal_auc(labelled.raw, labelled.y, self.task, background, counts, *self._optimum_sizes(),
                            pseudo_count=self.optimum_pseudo_count(), n_bootstrap=n_bootstrap,
                            generator=self._generator(_derive_seed(self.data_seed, "bootstrap")))
 
