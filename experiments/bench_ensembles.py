@@ -16,14 +16,19 @@ exact sampler to the baseline at each B is printed last.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from dmlhc.ensembles import draw_counts
-from dmlhc.pools import build_pools, synthetic_leading_jets
+from dmlhc.data.ensembles import draw_counts
+from dmlhc.data.pools import build_pools
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from synthetic import synthetic_leading_jets  # noqa: E402  the tests' toy leading jets
 
 BACKGROUNDS = (1_000, 50_000)
 SAMPLERS = (("exact", "auto"), ("exact", "counts"), ("exact", "events"), ("multinomial", "auto"), ("poisson", "auto"))

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pythia8mc
 
-from dmlhc.benchmarks import get_benchmark
-from dmlhc.generate import GenerationSpec, base_settings, generate_sample, process_settings
+from dmlhc.events.benchmarks import get_benchmark
+from dmlhc.events.generate import GenerationSpec, base_settings, generate_sample, process_settings
 
 EVENTS = {"parton": 40000, "shower": 4000, "hadron": 400}
 
@@ -52,7 +52,8 @@ def main() -> None:
             generate_sample(GenerationSpec(get_benchmark(name), n, level), cache=cache, show_progress=False)
             rate = n / (time.perf_counter() - start)
             rows.append((level, name, n, rate, bare))
-    print(f"{'level':8s} {'sample':15s} {'events':>7s} {'dmlhc ev/s':>11s} {'bare Pythia ev/s (1 core, SM, no cuts)':>40s} {'ratio':>6s}")
+    bare = "bare Pythia ev/s (1 core, SM, no cuts)"
+    print(f"{'level':8s} {'sample':15s} {'events':>7s} {'dmlhc ev/s':>11s} {bare:>40s} {'ratio':>6s}")
     for level, name, n, rate, bare in rows:
         print(f"{level:8s} {name:15s} {n:7d} {rate:11.0f} {bare:40.0f} {rate / bare:6.2f}")
 

@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -35,7 +33,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import mlflow  # noqa: E402
 
-from dmlhc.tracking import tracking_uri  # noqa: E402
+from dmlhc.tracking.store import resolve_tracking_uri as tracking_uri  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ("signal", "snr", "test/auc", "test/auc_optimal", "test/auc_optimal_std", "gap", "epochs", "run_id")

@@ -25,9 +25,9 @@ import time
 import torch
 from torch.nn import functional as F
 
-from dmlhc.benchmarks import get_benchmark
-from dmlhc.datamodule import EnsembleDataModule
-from dmlhc.generate import GenerationSpec, load_or_generate
+from dmlhc.data.datamodule import EnsembleDataModule
+from dmlhc.events.benchmarks import get_benchmark
+from dmlhc.events.generate import GenerationSpec, load_or_generate
 from dmlhc.models.architectures import HistogramDNN
 from dmlhc.optimal import auc
 
@@ -50,7 +50,7 @@ def evaluate(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 def train_variant(dm: EnsembleDataModule, standardise: bool, skip: bool, lr: float, weight_decay: float,
                   steps: int, seed: int) -> dict:
     torch.manual_seed(seed)
-    net = HistogramDNN(*dm.binning.shape, standardise=standardise, skip=skip)
+    net = HistogramDNN(dm.input_shape, standardise=standardise, skip=skip)
     if standardise:
         net.standardise.set_statistics(*dm.input_statistics())
     optimiser = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)

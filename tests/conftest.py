@@ -6,7 +6,7 @@ import awkward as ak
 import numpy as np
 import pytest
 
-from dmlhc.events import EventSample
+from dmlhc.events.delphes import EventSample
 
 
 def synthetic_sample(n: int = 500, seed: int = 0, hardness: float = 100.0, max_jets: int = 3) -> EventSample:

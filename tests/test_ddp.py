@@ -23,13 +23,13 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_ddp_on_two_cpu_processes_makes_exactly_one_mlflow_run(tmp_path):
     from conftest import synthetic_sample
 
-    from dmlhc.events import write_delphes
+    from dmlhc.events.delphes import write_delphes
 
     sig = write_delphes(tmp_path / "sig.root", synthetic_sample(8000, 1, 250.0))
     bkg = write_delphes(tmp_path / "bkg.root", synthetic_sample(30000, 2, 100.0))
     command = [sys.executable, str(ROOT / "train.py"), "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
                "signal=delphes", f"signal.files=[{sig}]", f"background.files=[{bkg}]", "snr=3",
-               "background.n_background=500", "trainer.max_epochs=2", "data.steps_per_epoch=4", "data.batch_size=64",
+               "background.n_background=500", "trainer.max_epochs=3", "data.steps_per_epoch=20", "data.batch_size=64",
                "data.n_val=200", "data.n_test=200", "trainer.enable_progress_bar=false"]
     # The store under the job's folder, and no distributed settings inherited from the caller.
     skip = {"MLFLOW_TRACKING_URI", "RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"}
@@ -45,7 +45,7 @@ def test_ddp_on_two_cpu_processes_makes_exactly_one_mlflow_run(tmp_path):
     assert len(runs) == 1, [r.info.run_name for r in runs]  # rank 1 trains but creates no run of its own
     (r,) = runs
     assert r.info.status == "FINISHED"
-    assert 0.0 <= r.data.metrics["test/auc"] <= 1.0 and "test/auc_optimal" in r.data.metrics
+    assert 0.7 < r.data.metrics["test/auc"] <= r.data.metrics["test/auc_optimal"] + 0.02  # both ranks trained it
 
 
 def test_slurm_launcher_config_composes_into_a_submitit_launcher():

@@ -6,10 +6,19 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
+from synthetic import bin_frequencies, synthetic_leading_jets
 
-from dmlhc.ensembles import (draw_counts, draw_event_indices, draw_histograms, draw_mixture, make_task,
-                             n_signal_events, normalise, sample_counts)
-from dmlhc.pools import build_pools, synthetic_leading_jets
+from dmlhc.data.ensembles import (
+    draw_counts,
+    draw_event_indices,
+    draw_histograms,
+    draw_mixture,
+    make_task,
+    n_signal_events,
+    normalise,
+    sample_counts,
+)
+from dmlhc.data.pools import build_pools
 
 P_MIN = 1e-4  # statistical tests fail only if the law is wrong (or once in 10^4 seeds)
 
@@ -116,12 +125,12 @@ def test_mean_histogram_matches_the_pool(background, mode, via):
         return
     pool = background.train
     counts = draw_counts(pool, 500, 4000, mode=mode, generator=generator(5), via=via)
-    assert _chi_square_of_mean(counts, pool.bin_frequencies(), 500) > P_MIN
+    assert _chi_square_of_mean(counts, bin_frequencies(pool), 500) > P_MIN
 
 
 def test_mixture_mean_is_background_plus_signal(background, signal):
     counts = draw_mixture(background.train, signal.train, 800, 200, 3000, generator=generator(6))
-    frequencies = (800 * background.train.bin_frequencies() + 200 * signal.train.bin_frequencies()) / 1000
+    frequencies = (800 * bin_frequencies(background.train) + 200 * bin_frequencies(signal.train)) / 1000
     assert _chi_square_of_mean(counts, frequencies, 1000) > P_MIN
 
 
@@ -132,7 +141,7 @@ def test_bin_variance_has_the_finite_pool_factor(mode, finite_pool, via):
     pool = build_pools(**synthetic_leading_jets(4000, seed=3), fractions=(0.5, 0.25, 0.25)).train
     n_draws, n_histograms = len(pool) // 2, 3000
     counts = draw_counts(pool, n_draws, n_histograms, mode=mode, generator=generator(7), via=via).double()
-    f = pool.bin_frequencies()
+    f = bin_frequencies(pool)
     for b in torch.argsort(f, descending=True)[:3]:  # the fullest bins
         factor = (len(pool) - n_draws) / (len(pool) - 1) if finite_pool else 1.0
         variance = n_draws * f[b] * (1 - f[b]) * factor

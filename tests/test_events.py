@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import uproot
 
-from dmlhc.events import EventFileError, read_delphes, write_delphes
+from dmlhc.events.delphes import EventFileError, read_delphes, write_delphes
 
 
 def test_round_trip_keeps_every_field(tmp_path, sample):

@@ -15,13 +15,21 @@ import numpy as np
 import pytest
 import uproot
 
-from dmlhc import generate as gen
-from dmlhc.benchmarks import get_benchmark
-from dmlhc.detector import JetResponse
-from dmlhc.events import read_delphes
-from dmlhc.generate import (LEADING_JET_ETA_MAX, LEADING_JET_PT_MIN, GenerationSpec, base_settings, cell_cross_section,
-                            generate, generate_sample, process_settings)
-from dmlhc.lineshape import M_MAX, density
+from dmlhc.events import generate as gen
+from dmlhc.events.benchmarks import get_benchmark
+from dmlhc.events.delphes import read_delphes
+from dmlhc.events.detector import JetResponse
+from dmlhc.events.generate import (
+    LEADING_JET_ETA_MAX,
+    LEADING_JET_PT_MIN,
+    GenerationSpec,
+    base_settings,
+    cell_cross_section,
+    generate,
+    generate_sample,
+    process_settings,
+)
+from dmlhc.events.lineshape import M_MAX, density
 
 pytestmark = pytest.mark.pythia
 

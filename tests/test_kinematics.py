@@ -6,7 +6,7 @@ import json
 
 from conftest import synthetic_sample
 
-from dmlhc.kinematics import distances_to_sm, plot_kinematics
+from dmlhc.events.kinematics import distances_to_sm, plot_kinematics
 
 
 def test_plots_and_distances(tmp_path):

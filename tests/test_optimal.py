@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
+from synthetic import synthetic_leading_jets
 
-from dmlhc.ensembles import draw_histograms, make_task
+from dmlhc.data.ensembles import draw_histograms, make_task
+from dmlhc.data.pools import build_pools
 from dmlhc.optimal import LikelihoodRatio, auc, bin_probabilities, class_probabilities, optimal_auc
-from dmlhc.pools import build_pools, synthetic_leading_jets
 
 B = 1000
 

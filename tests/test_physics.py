@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dmlhc.benchmarks import BENCHMARKS, custom_point, get_benchmark
-from dmlhc.detector import JetResponse
-from dmlhc.generate import SPIN2_KAPPA, process_settings
-from dmlhc.lineshape import M_MAX, density, mass_cells, total_width
+from dmlhc.events.benchmarks import BENCHMARKS, custom_point, get_benchmark
+from dmlhc.events.detector import JetResponse
+from dmlhc.events.generate import SPIN2_KAPPA, process_settings
+from dmlhc.events.lineshape import M_MAX, density, mass_cells, total_width
 
 
 def test_table_one_benchmarks_and_regimes():
@@ -64,7 +64,8 @@ def test_spin2_cells_share_one_coupling(mass):
 def test_detector_resolution_regions_and_acceptance():
     response = JetResponse()
     sigma = response.energy_resolution(np.array([100.0, 100.0, 100.0]), np.array([0.0, 2.0, 4.0]))
-    np.testing.assert_allclose(sigma, [np.hypot(np.hypot(3.02, 5.205), 1.59), np.hypot(5.0, 7.06), np.hypot(9.42, 10.0)])
+    expected = [np.hypot(np.hypot(3.02, 5.205), 1.59), np.hypot(5.0, 7.06), np.hypot(9.42, 10.0)]
+    np.testing.assert_allclose(sigma, expected)
     pt, eta, phi = np.full(4, 200.0), np.array([0.0, 1.0, 4.0, 4.95]), np.zeros(4)
     _, _, _, ok = response.apply(pt, eta, phi, np.random.default_rng(0))
     assert ok.tolist() == [True, True, True, False]

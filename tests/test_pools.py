@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from synthetic import synthetic_leading_jets
 
-from dmlhc.events import write_delphes
-from dmlhc.pools import Binning, Cuts, build_pools, make_pools, synthetic_leading_jets
+from dmlhc.data.pools import Binning, Cuts, build_pools, make_pools
+from dmlhc.events.delphes import write_delphes
 
 
 @pytest.fixture(scope="module")

@@ -136,15 +136,15 @@ def test_mlflow_tracking_store_on_postgres(mlflow_url, tmp_path):
 def test_train_py_logs_its_run_to_postgres(mlflow_url, tmp_path):
     from conftest import synthetic_sample
 
-    from dmlhc.events import write_delphes
+    from dmlhc.events.delphes import write_delphes
 
     sig = write_delphes(tmp_path / "sig.root", synthetic_sample(8000, 1, 250.0))
     bkg = write_delphes(tmp_path / "bkg.root", synthetic_sample(30000, 2, 100.0))
     experiment = _unique("dmlhc")
     command = [sys.executable, str(ROOT / "train.py"), "signal=delphes", f"signal.files=[{sig}]",
                f"background.files=[{bkg}]", "trainer=cpu", "snr=3", "background.n_background=500",
-               "trainer.max_epochs=2", "data.steps_per_epoch=4", "data.batch_size=64", "data.n_val=200",
-               "data.n_test=200", "trainer.enable_progress_bar=false", f"logger.experiment_name={experiment}"]
+               "trainer.max_epochs=3", "data.steps_per_epoch=20", "data.batch_size=64", "data.n_val=200",
+               "data.n_test=200", "trainer.enable_progress_bar=false", f"logger.mlflow.experiment_name={experiment}"]
     run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600,
                          env=os.environ | {"MLFLOW_TRACKING_URI": mlflow_url})
     assert run.returncode == 0, run.stderr[-3000:]
@@ -156,5 +156,5 @@ def test_train_py_logs_its_run_to_postgres(mlflow_url, tmp_path):
     assert r.data.params["signal"] == "my_model" and r.data.params["snr"] == "3.0"
     assert r.data.params["n_background"] == "500" and r.data.params["architecture"] == "HistogramDNN"
     assert {"val/loss", "val/auc", "test/auc", "test/auc_optimal"} <= set(r.data.metrics)
-    assert 0.0 <= r.data.metrics["test/auc"] <= 1.0
+    assert 0.7 < r.data.metrics["test/auc"] <= r.data.metrics["test/auc_optimal"] + 0.02  # it learned
     assert "plots/roc.png" in {a.path for a in client.list_artifacts(r.info.run_id, "plots")}

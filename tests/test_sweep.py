@@ -15,6 +15,7 @@ from pathlib import Path
 import mlflow
 import optuna
 import pytest
+import sqlalchemy
 from optuna.trial import TrialState
 
 from hydra_plugins.dmlhc_optuna_sweeper.sweeper import distribution_of, search_space
@@ -26,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def workdir(tmp_path):
     from conftest import synthetic_sample
 
-    from dmlhc.events import write_delphes
+    from dmlhc.events.delphes import write_delphes
 
     write_delphes(tmp_path / "sig.root", synthetic_sample(8000, 1, 250.0))
     write_delphes(tmp_path / "bkg.root", synthetic_sample(30000, 2, 100.0))
@@ -38,7 +39,8 @@ def _sweep(workdir: Path, n_trials: int, study: str = "s", **popen) -> subproces
                "signal=delphes", f"signal.files=[{workdir / 'sig.root'}]", f"background.files=[{workdir / 'bkg.root'}]",
                "background.n_background=500", "snr=3", "trainer=cpu", "trainer.max_epochs=2",
                "data.steps_per_epoch=4", "data.batch_size=64", "data.n_val=200", "data.n_test=200",
-               "trainer.enable_progress_bar=false", f"hydra.sweeper.n_trials={n_trials}", f"hydra.sweeper.study_name={study}",
+               "trainer.enable_progress_bar=false", f"hydra.sweeper.n_trials={n_trials}",
+               f"hydra.sweeper.study_name={study}",
                f"hydra.sweep.dir={workdir / 'multirun' / str(time.monotonic_ns())}", "-m"]
     return subprocess.Popen(command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
 
@@ -94,7 +96,7 @@ def test_interrupted_study_resumes_without_losing_or_repeating_trials(workdir):
         try:
             if sum(t.state == TrialState.COMPLETE for t in _study(workdir).get_trials()) >= 2:
                 break
-        except (KeyError, Exception):  # study not created yet
+        except (KeyError, sqlalchemy.exc.OperationalError):  # the study (or its tables) not created yet
             continue
     process.send_signal(signal.SIGINT)
     process.communicate(timeout=120)
@@ -115,3 +117,43 @@ def test_two_workers_share_one_budget(workdir):
     trials = _study(workdir).get_trials()
     assert [t.state for t in trials].count(TrialState.COMPLETE) == 4, [(t.state.name, t.user_attrs) for t in trials]
     assert len({r.data.tags["optuna.trial"] for r in _trial_runs(workdir)}) == 4
+
+
+def test_pruning_stops_a_trial_below_the_median_of_earlier_ones(tmp_path):
+    """The job's OptunaPruning callback with a real Lightning fit and a real SQLite Optuna storage: an earlier
+    trial reached val/auc 0.9 at every epoch, this one stays at 0.5, so the median pruner stops it after warm-up."""
+    import lightning.pytorch as pl
+    import torch
+
+    from dmlhc.callbacks import OptunaPruning
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="p", storage=storage, direction="maximize")
+    study.set_user_attr("pruner", {"enabled": True, "n_startup_trials": 1, "n_warmup_steps": 2})
+    done = study.ask()
+    for step in range(10):
+        done.report(0.9, step)
+    study.tell(done, 0.9)
+    trial = study.ask()
+
+    class Flat(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def training_step(self, batch, batch_idx):
+            return (self.w - 1).pow(2).sum()
+
+        def validation_step(self, batch, batch_idx):
+            self.log("val/auc", 0.5)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    loader = torch.utils.data.DataLoader(torch.zeros(4, 1), batch_size=2)
+    callback = OptunaPruning({"storage": storage, "study_name": "p", "number": trial.number}, monitor="val/auc")
+    trainer = pl.Trainer(max_epochs=10, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, callbacks=[callback], accelerator="cpu")
+    trainer.fit(Flat(), loader, loader)
+    assert trainer.current_epoch == 3  # epochs 0-2 are warm-up; pruned after the first report past it
+    assert optuna.load_study(study_name="p", storage=storage).trials[1].user_attrs["pruned"] is True

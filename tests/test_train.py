@@ -11,20 +11,19 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from dmlhc.train import ConfigError, train, validate
+from dmlhc.errors import ConfigError
+from dmlhc.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = ["signal.events=20000", "background.events=100000", "background.n_background=2000",
-         "trainer.max_epochs=4", "data.steps_per_epoch=15", "data.batch_size=128", "data.n_val=600",
-         "data.n_test=1000", "trainer.enable_progress_bar=false"]
 
 
 def _config(*overrides: str):
+    """The smoke preset (conf/debug/smoke.yaml) with the job folder in the current (temporary) directory."""
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        return compose("train", overrides=[*SMALL, *overrides])
+        return compose("train", overrides=["debug=smoke", "paths.output_dir=job", *overrides])
 
 
-def _runs(store: Path, experiment: str = "dmlhc"):
+def _runs(store: Path, experiment: str = "debug"):
     client = mlflow.MlflowClient(f"sqlite:///{store}")
     exp = client.get_experiment_by_name(experiment)
     return client, client.search_runs([exp.experiment_id])
@@ -32,9 +31,10 @@ def _runs(store: Path, experiment: str = "dmlhc"):
 
 @pytest.mark.pythia
 def test_train_py_multirun_end_to_end_writes_complete_mlflow_runs(tmp_path):
-    run = subprocess.run([sys.executable, str(ROOT / "train.py"), "signal=spin1_onshell", "snr=3,2", "trainer=cpu",
-                          *SMALL, "-m"], cwd=tmp_path, capture_output=True, text=True)
+    run = subprocess.run([sys.executable, str(ROOT / "train.py"), "signal=spin1_onshell", "snr=3,2", "debug=smoke",
+                          "-m"], cwd=tmp_path, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
+    assert "litlogger" not in run.stderr + run.stdout and "LeafSpec" not in run.stderr  # the known noise is gone
     client, runs = _runs(tmp_path / "mlruns" / "mlflow.db")
     assert sorted(r.data.params["snr"] for r in runs) == ["2.0", "3.0"]  # one run per job, one experiment
     r = next(r for r in runs if r.data.params["snr"] == "3.0")
@@ -43,12 +43,17 @@ def test_train_py_multirun_end_to_end_writes_complete_mlflow_runs(tmp_path):
     assert params["n_background"] == "2000" and params["n_signal"] == "134"
     assert params["architecture"] == "HistogramDNN" and params["seed"] == "1" and "30x30 linear" in params["binning"]
     assert {"val/loss", "val/auc", "test/auc", "test/auc_optimal"} <= set(metrics)
-    assert 0.5 < metrics["test/auc"] <= 1.0
-    assert 0.5 < metrics["test/auc_optimal"] <= 1.0
+    assert 0.6 < metrics["test/auc"] <= metrics["test/auc_optimal"] + 0.02  # learned something, not above the optimum
+    assert 0.9 < metrics["test/auc_optimal"] <= 1.0  # S = 134 of B = 2000 spin-1 events: well separable
     artifacts = {a.path for a in client.list_artifacts(r.info.run_id, "plots")}
     assert artifacts == {"plots/roc.png", "plots/outputs.png", "plots/example_histograms.png"}
     assert "config.yaml" in {a.path for a in client.list_artifacts(r.info.run_id)}
     assert any(k.startswith("data.pool_ratio/background/test") for k in params)  # N/B recorded
+    assert 0.5 < float(params["data.selection_efficiency/background"]) <= 1.0
+    assert params["logger.mlflow.tracking_uri"] == "sqlite:///mlruns/mlflow.db"  # what it used
+    jobs = sorted(p.name for p in (tmp_path / "outputs" / "multiruns").glob("*/*"))
+    assert len(jobs) == 1  # one sweep folder, one sub-folder per job
+    assert len(list((tmp_path / "outputs" / "multiruns").glob("*/*/[01]"))) == 2
 
 
 @pytest.fixture
@@ -60,7 +65,7 @@ def store(tmp_path, monkeypatch):
 
 @pytest.mark.pythia
 def test_multiclass_run_logs_per_class_aucs_and_the_prediction_frequency(store):
-    train(_config("model=multiclass", "model.signals=[spin1_onshell,spin2_onshell]", "snr=3"))
+    train(_config("model=multiclass", "data.benchmarks=[spin1_onshell,spin2_onshell]", "snr=3"))
     client, (r,) = _runs(store)
     assert {"test/auc_class0", "test/auc_class1", "test/auc_class2", "test/auc_optimal"} <= set(r.data.metrics)
     assert "plots/prediction_frequency.png" in {a.path for a in client.list_artifacts(r.info.run_id, "plots")}
@@ -70,14 +75,16 @@ def test_multiclass_run_logs_per_class_aucs_and_the_prediction_frequency(store):
 def test_cnn_run(store):
     train(_config("architecture=cnn", "snr=3"))
     _, (r,) = _runs(store)
-    assert r.data.params["architecture"] == "HistogramCNN" and 0.5 < r.data.metrics["test/auc"] <= 1
+    assert r.data.params["architecture"] == "HistogramCNN"
+    assert 0.6 < r.data.metrics["test/auc"] <= r.data.metrics["test/auc_optimal"] + 0.02
 
 
 @pytest.mark.pythia
 def test_event_level_run(store):
     train(_config("model=event", "architecture=event_dnn", "data.n_test=4000"))
     client, (r,) = _runs(store)
-    assert 0.45 < r.data.metrics["test/auc"] < 0.9  # one event says little (paper: 0.57-0.78)
+    # One event says little (paper: 0.57-0.78), but a harder spin-1 jet spectrum is visible event by event.
+    assert 0.53 < r.data.metrics["test/auc"] <= r.data.metrics["test/auc_optimal"] + 0.02 < 0.9
     assert "plots/roc.png" in {a.path for a in client.list_artifacts(r.info.run_id, "plots")}
 
 
@@ -102,7 +109,7 @@ def test_same_seed_same_auc_on_cpu(store):
     """Reproducibility without Pythia: synthetic samples written as Delphes files."""
     from conftest import synthetic_sample
 
-    from dmlhc.events import write_delphes
+    from dmlhc.events.delphes import write_delphes
 
     sig = write_delphes(store.parent / "sig.root", synthetic_sample(20000, 1, 250.0))
     bkg = write_delphes(store.parent / "bkg.root", synthetic_sample(60000, 2, 100.0))
@@ -117,29 +124,46 @@ def test_same_seed_same_auc_on_cpu(store):
 @pytest.mark.parametrize("override,message", [
     ("snr=-1", "snr=-1"),
     ("signal.benchmark=spin3", "signal spin1_onshell.benchmark: unknown benchmark 'spin3'"),
-    ("binning.pt_range=[100,2000]", "binning.pt_range"),
-    ("architecture=event_dnn", "use architecture=event_dnn with model=event"),
+    ("+binning.pt_range=[100,2000]", "binning.pt_range"),
+    ("architecture=event_dnn", "use architecture=dnn or cnn with histogram tasks"),
     ("snr=500", "raise signal.events"),
+    ("callbacks.early_stopping.monitor=val/acc", "monitor='val/acc'"),
+    ("repeats=0", "repeats=0"),
 ])
-def test_invalid_configuration_fails_before_any_work(override, message):
+def test_invalid_configuration_fails_before_any_work(override, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DMLHC_CACHE", str(tmp_path / "cache"))
     with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
-        validate(_config(override))
+        train(_config(override))
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "mlruns").exists()  # nothing generated or opened
+
+
+def test_model_vs_model_needs_two_different_benchmarks(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="compare two different benchmarks"):
+        train(_config("model=model_vs_model", "signal=spin1_onshell", "data.other=spin1_onshell"))
 
 
 def test_train_py_reports_a_configuration_error_in_one_line(tmp_path):
     run = subprocess.run([sys.executable, str(ROOT / "train.py"), "snr=-0.5"], cwd=tmp_path, capture_output=True,
                          text=True)
-    assert run.returncode != 0 and "configuration error: snr=-0.5" in run.stderr
-    assert not (tmp_path / "mlruns").exists()
+    assert run.returncode == 2 and "configuration error: snr=-0.5" in run.stderr
+    assert "Traceback" not in run.stderr and not (tmp_path / "mlruns").exists()
+
+
+def test_a_command_line_tracking_uri_beats_the_environment_and_is_recorded(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///from_env.db")
+    assert _config().logger.mlflow.tracking_uri == "sqlite:///from_env.db"
+    assert _config("logger.mlflow.tracking_uri=sqlite:///cli.db").logger.mlflow.tracking_uri == "sqlite:///cli.db"
 
 
 @pytest.mark.pythia
 @pytest.mark.parametrize("overrides", [
-    ["model=model_vs_model", "signal=spin2_onshell", "model.other=spin1_onshell"],
-    ["model=multimodel", "model.signals=[spin1_onshell,spin2_onshell]"],
+    ["model=model_vs_model", "signal=spin2_onshell", "data.other=spin1_onshell"],
+    ["model=multimodel", "data.benchmarks=[spin1_onshell,spin2_onshell]"],
 ])
 def test_two_model_tasks(store, overrides):
     train(_config(*overrides, "snr=3", "trainer.max_epochs=2"))
     _, (r,) = _runs(store)
     assert r.data.params["task"] == overrides[0].split("=")[1]
-    assert 0.0 <= r.data.metrics["test/auc"] <= 1 and 0.5 <= r.data.metrics["test/auc_optimal"] <= 1
+    assert 0.55 < r.data.metrics["test/auc"] <= r.data.metrics["test/auc_optimal"] + 0.02

@@ -6,12 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from .benchmarks import BENCHMARKS, custom_point, get_benchmark
-from .detector import JetResponse
-from .events import EventFileError, read_delphes
-from .generate import LEVELS, GenerationSpec, generate
+from dmlhc.events.benchmarks import BENCHMARKS, custom_point, get_benchmark
+from dmlhc.events.delphes import EventFileError, read_delphes
+from dmlhc.events.detector import JetResponse
+from dmlhc.events.generate import LEVELS, GenerationSpec, generate
 
-PAPER_SM_SIGMA_PB = 53.6  # MadGraph LO + Pythia, 14 TeV, same generation cuts (method.md)
+PAPER_SM_SIGMA_PB = 53.6  # MadGraph LO + Pythia, 14 TeV, same generation cuts (docs/method.md)
 
 
 def _add_sample_options(parser: argparse.ArgumentParser, default_events: int) -> None:
@@ -57,7 +57,7 @@ def cmd_generate(args) -> int:
 
 
 def cmd_plot_kinematics(args) -> int:
-    from .kinematics import plot_kinematics
+    from dmlhc.events.kinematics import plot_kinematics
 
     names = args.benchmarks or [n for n in BENCHMARKS if n != "sm"]
     samples = {}

@@ -2,7 +2,7 @@
 
 For SM-only histograms of B + S events against SM + signal histograms of B + S
 events, with background and signal bin probabilities p and q, the optimal test
-statistic is linear in the counts h (method.md):
+statistic is linear in the counts h (docs/method.md):
 
     t(h) = sum_i h_i * log((B p_i + S q_i) / ((B + S) p_i)).
 
@@ -33,11 +33,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-from dmlhc.ensembles import Task, sample_counts
+from dmlhc.data.ensembles import Task, sample_counts
 
 DEFAULT_PSEUDO_COUNT = 0.5
 PSEUDO_COUNTS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0)  # the choices of choose_pseudo_count
@@ -118,6 +118,8 @@ class OptimalAUC:
     std: float | None = None
     n_bootstrap: int = 0
     per_class: tuple[float, ...] | None = None
+    # the statistic on every scored histogram (for ROC curves)
+    scores: torch.Tensor | None = field(default=None, compare=False, repr=False)
 
 
 def optimal_auc(data: torch.Tensor, labels: torch.Tensor, task: Task, background_counts: torch.Tensor,
@@ -134,13 +136,13 @@ def optimal_auc(data: torch.Tensor, labels: torch.Tensor, task: Task, background
             {name: bin_probabilities(c, pseudo_count) for name, c in signals.items()}, n_background, n_signal))
         scores = scorer.scores(data)
         if scores.ndim == 1:
-            return auc(scores, labels), None
+            return auc(scores, labels), None, scores
         per_class = one_vs_rest_aucs(scores, labels)
-        return sum(per_class) / len(per_class), tuple(per_class)
+        return sum(per_class) / len(per_class), tuple(per_class), scores
 
-    central, per_class = evaluate(background_counts, signal_counts)
+    central, per_class, scores = evaluate(background_counts, signal_counts)
     if n_bootstrap <= 0:
-        return OptimalAUC(central, per_class=per_class)
+        return OptimalAUC(central, per_class=per_class, scores=scores)
 
     def resample(counts):
         return sample_counts(counts, int(counts.sum()), n_bootstrap, mode="multinomial", generator=generator)
@@ -149,7 +151,8 @@ def optimal_auc(data: torch.Tensor, labels: torch.Tensor, task: Task, background
     signal_replicas = {name: resample(c) for name, c in signal_counts.items()}
     replicas = [evaluate(background_replicas[b], {name: r[b] for name, r in signal_replicas.items()})[0]
                 for b in range(n_bootstrap)]
-    return OptimalAUC(central, torch.tensor(replicas).std().item() if n_bootstrap > 1 else 0.0, n_bootstrap, per_class)
+    return OptimalAUC(central, torch.tensor(replicas).std().item() if n_bootstrap > 1 else 0.0, n_bootstrap, per_class,
+                      scores)
 
 
 def choose_pseudo_count(data: torch.Tensor, labels: torch.Tensor, task: Task, background_counts: torch.Tensor,

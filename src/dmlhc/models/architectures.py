@@ -1,8 +1,8 @@
 """The networks of the paper (Table 2): histogram DNN and CNN, and the event-level DNN.
 
-Every network maps a batch to logits of shape (batch, n_outputs); the
-LightningModule applies the sigmoid/softmax inside its loss. Input shapes:
-histograms (batch, n_pt, n_eta), events (batch, n_features).
+Every network is built for an ``input_shape`` (the DataModule's: (n_pt, n_eta) for
+histograms, (n_features,) for events) and maps a batch of that shape to logits of
+shape (batch, n_outputs); the LightningModule applies the sigmoid/softmax inside its loss.
 
 Two additions to Table 2, on by default (``standardise=False, skip=False`` is the
 paper's network exactly):
@@ -18,6 +18,9 @@ paper's network exactly):
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -37,6 +40,10 @@ class Standardise(nn.Module):
     Not a batch statistic: :meth:`set_statistics` takes them from the DataModule
     (``EnsembleDataModule.input_statistics``) before training. Until then it is the identity.
     """
+
+    # Buffers registered in __init__; torch's stubs type them as Tensor | Module.
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(self, n_inputs: int):
         super().__init__()
@@ -65,13 +72,17 @@ class HistogramDNN(nn.Module):
     """Histogram unrolled to n_pt * n_eta inputs; ``depth`` dense layers of ``width``, relu, dropout after each;
     optionally standardised inputs and a linear skip path (module docstring)."""
 
-    def __init__(self, n_pt: int, n_eta: int, n_outputs: int = 1, depth: int = 3, width: int = 20,
+    def __init__(self, input_shape: Sequence[int], n_outputs: int = 1, depth: int = 3, width: int = 20,
                  dropout: float = 0.2, standardise: bool = True, skip: bool = True):
         super().__init__()
-        self.standardise = _standardiser(n_pt * n_eta, standardise)
-        self.body, width = _dense_stack(n_pt * n_eta, depth, width, dropout)
+        if len(input_shape) != 2:
+            raise ValueError(f"HistogramDNN takes (n_pt, n_eta) histograms, not inputs of shape {tuple(input_shape)}; "
+                             "use architecture=event_dnn with model=event")
+        n_inputs = math.prod(input_shape)
+        self.standardise = _standardiser(n_inputs, standardise)
+        self.body, width = _dense_stack(n_inputs, depth, width, dropout)
         self.head = nn.Linear(width, n_outputs)
-        self.skip = nn.Linear(n_pt * n_eta, n_outputs) if skip else None
+        self.skip = nn.Linear(n_inputs, n_outputs) if skip else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.standardise(x.flatten(1))
@@ -86,9 +97,13 @@ class HistogramCNN(nn.Module):
     The paper's CNN is depth 2, width 20. A stage pools only while the map is at least 2 x 2.
     """
 
-    def __init__(self, n_pt: int, n_eta: int, n_outputs: int = 1, depth: int = 2, channels: int = 32,
+    def __init__(self, input_shape: Sequence[int], n_outputs: int = 1, depth: int = 2, channels: int = 32,
                  width: int = 20, dropout: float = 0.2, standardise: bool = True, skip: bool = True):
         super().__init__()
+        if len(input_shape) != 2:
+            raise ValueError(f"HistogramCNN takes (n_pt, n_eta) histograms, not inputs of shape {tuple(input_shape)}; "
+                             "use architecture=event_dnn with model=event")
+        n_pt, n_eta = input_shape
         self.standardise = _standardiser(n_pt * n_eta, standardise)
         self.skip = nn.Linear(n_pt * n_eta, n_outputs) if skip else None
         layers: list[nn.Module] = []
@@ -113,9 +128,13 @@ class HistogramCNN(nn.Module):
 class EventDNN(nn.Module):
     """Event-by-event baseline: dense layers on per-event (pT, eta, phi)."""
 
-    def __init__(self, n_features: int = 3, n_outputs: int = 1, depth: int = 3, width: int = 20, dropout: float = 0.2):
+    def __init__(self, input_shape: Sequence[int] = (3,), n_outputs: int = 1, depth: int = 3, width: int = 20,
+                 dropout: float = 0.2):
         super().__init__()
-        self.body, width = _dense_stack(n_features, depth, width, dropout)
+        if len(input_shape) != 1:
+            raise ValueError(f"EventDNN takes per-event features, not inputs of shape {tuple(input_shape)}; "
+                             "use architecture=dnn or cnn with histogram tasks")
+        self.body, width = _dense_stack(input_shape[0], depth, width, dropout)
         self.head = nn.Linear(width, n_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,16 +1,24 @@
-"""LightningModules: binary (signal + SM vs SM-only, model vs model) and multiclass.
+"""The LightningModule: binary (signal + SM vs SM-only, model vs model) and multiclass.
 
-The network is injected (``architectures``); the module owns the loss, the
-optimiser and the metrics. Before fitting, a network with a fixed input
+Instantiated from the ``model`` config with the network nested as a config (``net:``,
+the ``architecture`` group): the module builds it for the DataModule's ``input_shape``
+and ``n_classes`` and records all of it as hyper-parameters, so
+``Classifier.load_from_checkpoint(path)`` rebuilds the trained network on its own. A
+ready ``nn.Module`` may be passed instead (then loading needs ``net=``). The module
+owns the loss, the optimiser and the metrics. Before fitting, a network with a fixed input
 standardisation gets its per-bin mean and std from the DataModule
 (``input_statistics``); they are buffers, so checkpoints carry them. Metrics:
 ``val/loss``, ``val/auc`` and ``test/auc`` (tie-aware
 torchmetrics AUROC; one-vs-rest per class and macro average for multiclass). Test
-scores and labels are kept for the plots of ``tracking``.
+scores are kept for the results reporter (``dmlhc.tracking.reporter``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import cast
+
+import hydra
 import lightning.pytorch as pl
 import torch
 from torch import nn
@@ -21,17 +29,30 @@ from dmlhc.models.architectures import Standardise
 
 
 class Classifier(pl.LightningModule):
-    """Trains ``net`` with Adam(W); binary (``n_classes == 2``, one logit) or multiclass (softmax)."""
+    """Trains ``net`` with Adam(W); binary (``n_classes == 2``, one logit) or multiclass (softmax).
 
-    def __init__(self, net: nn.Module, n_classes: int = 2, lr: float = 1e-4, weight_decay: float = 0.0):
+    ``net``: an architecture config (``_target_`` and its arguments but the input shape and outputs) or a
+    module. ``task``: the DataModule's task, recorded so a checkpoint says what it classifies.
+    """
+
+    def __init__(self, net: Mapping | nn.Module, input_shape: Sequence[int] | None = None, n_classes: int = 2,
+                 task: str = "binary", lr: float = 1e-4, weight_decay: float = 0.0):
         super().__init__()
-        self.save_hyperparameters(ignore=["net"])
-        self.net = net
+        if isinstance(net, nn.Module):
+            self.save_hyperparameters(ignore=["net"], logger=False)
+            self.net = net
+        else:
+            if input_shape is None:
+                raise ValueError("a network given as a config needs input_shape (the DataModule's input_shape)")
+            net = _plain(net)
+            self.save_hyperparameters(logger=False)
+            self.hparams["net"], self.hparams["input_shape"] = net, list(input_shape)
+            build = hydra.utils.instantiate({**net, "_partial_": True})
+            self.net = build(input_shape=tuple(input_shape), n_outputs=1 if n_classes == 2 else n_classes)
         self.binary = n_classes == 2
         make_auc = (lambda: BinaryAUROC()) if self.binary else (lambda: MulticlassAUROC(n_classes, average=None))
         self.val_auc, self.test_auc = make_auc(), make_auc()
         self.test_scores: list[torch.Tensor] = []
-        self.test_labels: list[torch.Tensor] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -77,10 +98,9 @@ class Classifier(pl.LightningModule):
         scores = self.scores(self(x))
         self.test_auc.update(scores, y.long())
         self.test_scores.append(scores.detach().cpu())
-        self.test_labels.append(y.detach().cpu())
 
     def on_test_epoch_start(self):
-        self.test_scores, self.test_labels = [], []
+        self.test_scores = []
 
     def on_test_epoch_end(self):
         self._log_auc("test", self.test_auc)
@@ -98,3 +118,10 @@ class Classifier(pl.LightningModule):
     def configure_optimizers(self):
         """Adam with decoupled weight decay (AdamW; ``weight_decay=0`` is plain Adam, the paper's)."""
         return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+
+
+def _plain(config) -> dict:
+    """A config (DictConfig or mapping) as plain, resolved data."""
+    from omegaconf import DictConfig, OmegaConf
+
+    return cast(dict, OmegaConf.to_container(config, resolve=True)) if isinstance(config, DictConfig) else dict(config)

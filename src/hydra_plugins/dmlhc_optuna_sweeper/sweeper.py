@@ -15,7 +15,7 @@ import logging
 import threading
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -27,7 +27,10 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from dmlhc.tracking import log_study_summary, retry_on_race, sqlite_creation_lock
+from dmlhc.tracking.store import log_study_summary, retry_on_race, sqlite_creation_lock
+
+if TYPE_CHECKING:
+    from optuna.storages._heartbeat import BaseHeartbeat
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +46,13 @@ def distribution_of(override: Override) -> BaseDistribution:
         return CategoricalDistribution([str(v) if not isinstance(v, (int, float, bool)) else v for v in value.list])
     if isinstance(value, RangeSweep):
         start, stop, step = value.start, value.stop, value.step
+        assert start is not None and stop is not None  # hydra's range() sets both (range(n) is range(0, n))
         if all(float(x).is_integer() for x in (start, stop, step)):
             return IntDistribution(int(start), int(stop) - int(step), step=int(step))
         return FloatDistribution(start, stop - step, step=step)
     if isinstance(value, IntervalSweep):
         log_scale = "log" in value.tags
+        assert value.start is not None and value.end is not None  # hydra's interval(start, end) sets both
         if all(isinstance(x, int) for x in (value.start, value.end)):
             return IntDistribution(int(value.start), int(value.end), log=log_scale)
         return FloatDistribution(float(value.start), float(value.end), log=log_scale)
@@ -67,6 +72,7 @@ def search_space(params: dict[str, Any], arguments: list[str]) -> tuple[dict[str
             space[key] = distribution_of(override)
         else:
             space.pop(key, None)
+            assert override.input_line is not None  # parse_overrides records the line of every override
             fixed.append(override.input_line)
     return space, fixed
 
@@ -86,7 +92,8 @@ class OptunaSweeper(Sweeper):
         self.storage_url = storage or DEFAULT_STORAGE
         self.n_trials, self.n_jobs, self.seed = int(n_trials), max(1, int(n_jobs)), seed
         self.pruner_conf = pruner
-        self.params = OmegaConf.to_container(params, resolve=True) if params is not None else {}
+        # a DictConfig's container is a dict
+        self.params = cast(dict[str, Any], OmegaConf.to_container(params, resolve=True)) if params is not None else {}
         self.job_idx = 0
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
@@ -114,8 +121,8 @@ class OptunaSweeper(Sweeper):
             raise ValueError("hparams_search: no search space; give hydra.sweeper.params or sweep overrides")
         storage = self._storage()
         study = retry_on_race(lambda: optuna.create_study(
-            study_name=self.study_name, storage=storage, direction=self.direction, pruner=self._pruner(),
-            load_if_exists=True))
+            study_name=self.study_name, storage=storage, pruner=self._pruner(), load_if_exists=True,
+            direction=cast(Literal["minimize", "maximize"], self.direction)))  # any other string: optuna raises
         # Seeded TPE; a worker joining (or resuming) a study offsets the seed by the trials already there,
         # so two workers started together do not propose the same points.
         existing = len(study.get_trials(deepcopy=False))
@@ -127,7 +134,7 @@ class OptunaSweeper(Sweeper):
         done = sum(counts_towards_budget(t) for t in study.get_trials(deepcopy=False))
         log.info("study %r on %s: %d of %d trials done or running%s", self.study_name, self.storage_url, done,
                  self.n_trials, f" ({len(stale)} stale marked failed)" if stale else "")
-        returns = []
+        returns: list[Any] = []
         untold: list[optuna.Trial] = []  # asked, not yet told: freed if the sweep is interrupted
         try:
             while True:
@@ -141,6 +148,7 @@ class OptunaSweeper(Sweeper):
                              for trial in trials]
                 self.validate_batch_is_legal(overrides)
                 with _Heartbeat(storage, [t._trial_id for t in trials]):
+                    assert self.launcher is not None  # set by setup(), which Hydra calls before sweep()
                     results = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
                 self.job_idx += len(trials)
                 for index, (trial, result) in enumerate(zip(trials, results)):
@@ -166,8 +174,11 @@ class OptunaSweeper(Sweeper):
             if counted >= self.n_trials:
                 break
             trial = study.ask(space)
-            study._storage.record_heartbeat(trial._trial_id)  # from now on a dead worker's trial goes stale
-            earlier = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number and counts_towards_budget(t)]
+            # the study's storage is built on the RDBStorage of _storage(), a heartbeat storage
+            heartbeat = cast("BaseHeartbeat", study._storage)
+            heartbeat.record_heartbeat(trial._trial_id)  # from now on a dead worker's trial goes stale
+            earlier = [t for t in study.get_trials(deepcopy=False)
+                       if t.number < trial.number and counts_towards_budget(t)]
             if len(earlier) >= self.n_trials:  # another worker took the last places meanwhile
                 trial.set_user_attr("over_budget", True)
                 study.tell(trial, state=TrialState.FAIL)
@@ -206,10 +217,11 @@ class OptunaSweeper(Sweeper):
                    "n_complete": states.count("COMPLETE"), "n_pruned": states.count("PRUNED")}
         log.info("best trial %d: value %.5f, params %s", best.number, best.value, best.params)
         print(f"Best of study {self.study_name!r}: trial {best.number}, value {best.value:.5f}, params {best.params}")
+        assert self.config is not None  # set by setup(), which Hydra calls before sweep()
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(OmegaConf.create(summary), sweep_dir / "optimization_results.yaml")
-        log_study_summary(self.config, summary)
+        log_study_summary(self.config.logger.mlflow, summary)
 
 
 class _Heartbeat:

@@ -98,12 +98,12 @@ class MassCell:
 def mass_cells(spin: int, mediator_mass: float, dm_mass: float) -> list[MassCell]:
     """Cells covering [2 m_chi, M_MAX], each with its share of the normalised line shape."""
     low = 2 * dm_mass
-    edges = set(np.geomspace(low, M_MAX, N_CONTINUUM_CELLS + 1))
+    edge_set = set(np.geomspace(low, M_MAX, N_CONTINUUM_CELLS + 1))
     gamma = total_width(spin, mediator_mass, dm_mass)
     if low < mediator_mass < M_MAX:  # resonance: resolve the peak
         for k in RESONANCE_STEPS:
-            edges.update(mediator_mass + sign * k * gamma for sign in (-1, 1))
-    edges = np.array(sorted(e for e in edges if low <= e <= M_MAX))
+            edge_set.update(mediator_mass + sign * k * gamma for sign in (-1, 1))
+    edges = np.array(sorted(e for e in edge_set if low <= e <= M_MAX))
     edges = edges[np.concatenate([[True], np.diff(edges) > 1e-6 * edges[1:]])]
 
     cells, weights = [], []

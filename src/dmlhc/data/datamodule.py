@@ -1,10 +1,13 @@
 """A LightningDataModule that streams histogram ensembles drawn on the training device.
 
-Built from plain arguments (a Hydra config can fill them): signal and background
-samples, B, S/sqrt(B), binning, task, sampling mode, normalisation, sizes, seeds,
-device. ``setup`` makes the disjoint train / val / test event pools on the device,
-checks that they can hold the histograms asked for, and draws the fixed validation
-and test sets. The training stream draws fresh histograms every step (or, with
+Instantiated from the ``data`` config (``_target_``) with sample specs (the ``signal``
+and ``background`` groups), B, S/sqrt(B), binning, cuts, task, sampling mode,
+normalisation, sizes, seeds and device, or from plain arguments and events. It owns
+the ensemble: ``__init__`` validates everything once, derives S (``n_signal``) and the
+input shape; ``prepare_data`` generates missing benchmark samples (rank 0);
+``setup`` loads the samples, makes the disjoint train / val / test event pools on the
+device, checks that they can hold the histograms asked for, and draws the fixed
+validation and test sets. The training stream draws fresh histograms every step (or, with
 ``dataset="paper"``, iterates over fixed train histograms as the paper did); every
 batch is already on the device, so no histogram crosses from host to device.
 
@@ -21,17 +24,30 @@ import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from dmlhc.ensembles import (MODES, NORMALISATIONS, Task, draw_events, draw_histograms, make_task, n_signal_events,
-                             normalise, split_evenly)
-from dmlhc.events import EventSample
-from dmlhc.optimal import OptimalAUC, bin_probabilities, choose_pseudo_count, optimal_auc
-from dmlhc.pools import DEFAULT_FRACTIONS, SPLITS, Binning, Cuts, SamplePools, make_pools
+from dmlhc.data.ensembles import (
+    MODES,
+    NORMALISATIONS,
+    Mode,
+    Task,
+    draw_events,
+    draw_histograms,
+    make_task,
+    n_signal_events,
+    normalise,
+    split_evenly,
+)
+from dmlhc.data.pools import DEFAULT_FRACTIONS, SPLITS, Binning, Cuts, SamplePools, make_pools
+from dmlhc.data.samples import check_spec, ensure_generated, is_spec, load
+from dmlhc.errors import ConfigError
+from dmlhc.events.delphes import EventSample
+from dmlhc.optimal import OptimalAUC, choose_pseudo_count, optimal_auc
 
 PAPER_SPLIT = (0.64, 0.16, 0.20)
 DATASETS = ("stream", "paper")
@@ -57,7 +73,7 @@ class EnsembleDataModule(pl.LightningDataModule):
     ``signal``: one sample or a list of samples (or a mapping name -> sample); a sample
     is a path to an event file, an EventSample, a mapping of 'pt'/'eta'/'phi' arrays
     or ready SamplePools. ``background``: one sample. ``task``: binary, multimodel,
-    multiclass, model_vs_model or event (:class:`dmlhc.ensembles.Task`). ``mode``:
+    multiclass, model_vs_model or event (:class:`dmlhc.data.ensembles.Task`). ``mode``:
     exact, multinomial or poisson for the training stream; ``eval_mode`` for val/test
     (default: ``mode``). ``n_val`` and ``n_test`` count histograms (or events) per set,
     shared evenly among the task's components (e.g. SM-only and SM + model);
@@ -78,6 +94,8 @@ class EnsembleDataModule(pl.LightningDataModule):
         n_background: int = 50_000,
         snr: float = 1.0,
         task: str = "binary",
+        benchmarks: Sequence[str] | None = None,
+        other: str | None = None,
         mode: str = "exact",
         eval_mode: str | None = None,
         normalisation: str = "max",
@@ -94,21 +112,24 @@ class EnsembleDataModule(pl.LightningDataModule):
         seed: int = 0,
         data_seed: int = 0,
         device: str = "auto",
-        signal_names: Sequence[str] | None = None,
         pseudo_count: float | None = None,
+        generation: Mapping | None = None,
+        cache_dir: str | None = None,
     ):
         super().__init__()
-        self.signal_sources = _named_sources(signal, signal_names)
+        self.save_hyperparameters(ignore=["signal", "background"], logger=False)
+        self.generation, self.cache_dir = dict(generation or {}), cache_dir
+        self.signal_sources = _signal_sources(signal, task, benchmarks, other)
         if "background" in self.signal_sources:
-            raise ValueError("a signal may not be named 'background'; rename it with signal_names")
+            raise ConfigError("a signal may not be named 'background'; rename it")
         self.background_source = background
         self.n_background = int(n_background)
         self.snr = float(snr)
         self.task: Task = make_task(task, list(self.signal_sources))
-        self.mode, self.eval_mode = mode, eval_mode or mode
+        self.mode, self.eval_mode = cast(Mode, mode), cast(Mode, eval_mode or mode)  # checked below
         self.normalisation = normalisation
-        self.binning = Binning.coerce(binning)
         self.cuts = cuts if isinstance(cuts, Cuts) else Cuts(**dict(cuts or {}))
+        self.binning = _binning_of(binning, self.cuts)
         self.fractions = tuple(fractions)
         self.dataset = dataset
         self.batch_size, self.steps_per_epoch, self.draw_ahead = int(batch_size), int(steps_per_epoch), int(draw_ahead)
@@ -118,10 +139,24 @@ class EnsembleDataModule(pl.LightningDataModule):
         self.pseudo_count = None if pseudo_count is None else float(pseudo_count)
         self._check_arguments()
         self.n_signal = n_signal_events(self.n_background, self.snr)
+        self.hparams["samples"] = {name: dict(source) for name, source in self._sources().items() if is_spec(source)}
+        self._check_sample_specs()
         self.pools: dict[str, SamplePools] = {}
         self.sets: dict[str, LabelledSet] = {}
         self.device: torch.device | None = None
         self._feature_scale: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one network input: (n_pt, n_eta) histograms, or (3,) event features."""
+        return (3,) if self.task.name == "event" else self.binning.shape
+
+    @property
+    def n_classes(self) -> int:
+        return self.task.n_classes
+
+    def _sources(self) -> dict:
+        return {"background": self.background_source, **self.signal_sources}
 
     # ------------------------------------------------------------------ checks
 
@@ -130,29 +165,58 @@ class EnsembleDataModule(pl.LightningDataModule):
                    "normalisation": (self.normalisation, NORMALISATIONS), "dataset": (self.dataset, DATASETS)}
         for key, (value, allowed) in choices.items():
             if value not in allowed:
-                raise ValueError(f"{key}={value!r}: choose one of {', '.join(allowed)}")
+                raise ConfigError(f"{key}={value!r}: choose one of {', '.join(allowed)}")
         if self.snr < 0:
-            raise ValueError(f"snr={self.snr}: S/sqrt(B) must be >= 0; set snr to a non-negative value")
+            raise ConfigError(f"snr={self.snr}: S/sqrt(B) must be >= 0; set snr to a non-negative value")
         if self.n_background < 1:
-            raise ValueError(f"n_background={self.n_background}: need at least one background event per histogram")
+            raise ConfigError(f"n_background={self.n_background}: need at least one background event per histogram")
         n_parts = len(self.task.components())
         for key in ("batch_size", "n_val", "n_test", "paper_histograms"):
             minimum = n_parts if key != "paper_histograms" else 5
             if getattr(self, key) < minimum:
-                raise ValueError(f"{key}={getattr(self, key)}: need at least {minimum} "
+                raise ConfigError(f"{key}={getattr(self, key)}: need at least {minimum} "
                                  f"(one per component of task {self.task.name!r})")
         for key in ("steps_per_epoch", "draw_ahead"):
             if getattr(self, key) < 1:
-                raise ValueError(f"{key}={getattr(self, key)}: must be >= 1")
+                raise ConfigError(f"{key}={getattr(self, key)}: must be >= 1")
         if self.task.name == "event" and "poisson" in (self.mode, self.eval_mode):
-            raise ValueError("task='event' draws single events: set mode/eval_mode to 'exact' or 'multinomial'")
+            raise ConfigError("task='event' draws single events: set mode/eval_mode to 'exact' or 'multinomial'")
         self.binning.check_fits(self.cuts)
+
+    def _per_histogram(self) -> dict[str, int]:
+        """Events of each sample in one histogram (SM-only histograms hold B + S background events)."""
+        sm_only = any(component is None for _, component in self.task.components())
+        return {"background": self.n_background + (self.n_signal if sm_only else 0),
+                **{name: self.n_signal for name in self.signal_sources}}
+
+    def _check_sample_specs(self) -> None:
+        """Specs name files or a known benchmark; before anything is generated, a benchmark sample must be able to
+        fill its train pool: at most round(events * train fraction) of its events get there (fewer after the cuts,
+        which :meth:`setup` checks on the real pools)."""
+        for name, source in self._sources().items():
+            if not is_spec(source):
+                continue
+            key = "background" if name == "background" else f"signal {name}"
+            check_spec(key, source)
+            if source.get("files") or self.task.name == "event" or self.mode != "exact":
+                continue
+            available = round(int(source["events"]) * self.fractions[0])
+            need = self._per_histogram()[name]
+            if need > available:
+                raise ConfigError(self._too_few_message(name, "train", available, need, bound=True)
+                                  + f"; or raise {key.split()[0]}.events")
+
+    # ------------------------------------------------------------------ samples
+
+    def prepare_data(self) -> None:
+        """Generate the benchmark samples missing from the cache (rank 0 only under DDP; a hit costs nothing)."""
+        for source in self._sources().values():
+            if is_spec(source):
+                ensure_generated(source, self.generation, self.cache_dir)
 
     def _check_pools(self) -> None:
         """Exact draws need pools at least as large as one histogram's events (or one event set)."""
-        sm_only = any(component is None for _, component in self.task.components())
-        per_histogram = {"background": self.n_background + (self.n_signal if sm_only else 0),
-                         **{name: self.n_signal for name in self.signal_sources}}
+        per_histogram = self._per_histogram()
         for split in SPLITS:
             if getattr(self, self._mode_key(split)) != "exact":
                 continue
@@ -162,7 +226,7 @@ class EnsembleDataModule(pl.LightningDataModule):
             for name, need in per_histogram.items():
                 size = len(self.pools[name][split])
                 if size < need:
-                    raise ValueError(self._too_few_message(name, split, size, need))
+                    raise ConfigError(self._too_few_message(name, split, size, need))
 
     def _mode_key(self, split: str) -> str:
         return "mode" if split == "train" else "eval_mode"
@@ -174,10 +238,10 @@ class EnsembleDataModule(pl.LightningDataModule):
         for (_, component), n in zip(self.task.components(), split_evenly(wanted, len(self.task.components()))):
             pool = self.pools[component or "background"][split]
             if len(pool) < n:
-                raise ValueError(f"n_{split}={wanted} asks for {n} distinct events of {pool.name!r} but its {split} "
+                raise ConfigError(f"n_{split}={wanted} asks for {n} distinct events of {pool.name!r} but its {split} "
                                  f"pool holds {len(pool)}; lower n_{split} or give a larger sample")
 
-    def _too_few_message(self, name: str, split: str, size: int, need: int) -> str:
+    def _too_few_message(self, name: str, split: str, size: int, need: int, bound: bool = False) -> str:
         if name == "background":
             what = f"{need} background events (B = n_background plus, in SM-only histograms, S = {self.n_signal})"
             fix = "lower n_background or snr, give a larger background sample"
@@ -186,7 +250,8 @@ class EnsembleDataModule(pl.LightningDataModule):
             fix = "lower snr or n_background, give a larger signal sample"
         key = self._mode_key(split)
         return (f"snr={self.snr:g}, n_background={self.n_background} put {what} in each histogram, but the {split} "
-                f"pool holds only {size} ({key}='exact' draws without repeats); {fix}, or set {key}='multinomial'")
+                f"pool holds {'at most' if bound else 'only'} {size} ({key}='exact' draws without repeats); {fix}, "
+                f"or set {key}='multinomial'")
 
     # ------------------------------------------------------------------ setup
 
@@ -196,10 +261,10 @@ class EnsembleDataModule(pl.LightningDataModule):
             return
         self.device = self._resolve_device()
         options = dict(binning=self.binning, cuts=self.cuts, fractions=self.fractions, device=self.device)
-        sources = {"background": self.background_source, **self.signal_sources}
-        for index, (name, source) in enumerate(sources.items()):
+        for index, (name, source) in enumerate(self._sources().items()):
             seed = _derive_seed(self.data_seed, "split", index)
-            self.pools[name] = make_pools(source, name=name, seed=seed, **options)
+            events = load(source, self.generation, self.cache_dir) if is_spec(source) else source
+            self.pools[name] = make_pools(events, name=name, seed=seed, **options)
         self._check_pools()
         if self.task.name == "event" and self.normalisation != "none":
             train = torch.cat([p.train.features for p in self.pools.values()])
@@ -211,8 +276,11 @@ class EnsembleDataModule(pl.LightningDataModule):
             mode = getattr(self, self._mode_key(split))
             generator = self._generator(_derive_seed(self.data_seed, split))
             self.sets[split] = self._draw_set(split, sizes[split], mode, generator)
+
+    def _new_train_generator(self) -> torch.Generator:
+        """The training stream's generator, from ``seed`` (set it between fits for repeats) and the DDP rank."""
         rank = self.trainer.global_rank if self.trainer is not None else 0
-        self._train_generator = self._generator(_derive_seed(self.seed, "train", rank))
+        return self._generator(_derive_seed(self.seed, "train", rank))
 
     def _resolve_device(self) -> torch.device:
         if self.requested_device != "auto":
@@ -233,11 +301,11 @@ class EnsembleDataModule(pl.LightningDataModule):
         per_part = {"train": n_train, "val": n_val, "test": self.paper_histograms - n_train - n_val}
         return {split: n * len(self.task.components()) for split, n in per_part.items()}
 
-    def _draw_set(self, split: str, n: int, mode: str, generator: torch.Generator) -> LabelledSet:
+    def _draw_set(self, split: str, n: int, mode: Mode, generator: torch.Generator) -> LabelledSet:
         raw, y, for_optimum = self._draw(split, n, mode, generator)
         return LabelledSet(self._inputs(raw), y, for_optimum)
 
-    def _draw(self, split: str, n: int, mode: str, generator: torch.Generator):
+    def _draw(self, split: str, n: int, mode: Mode, generator: torch.Generator):
         """One batch or set of ``split``: raw counts (n, n_bins) or event features (n, 3), labels, and what the
         optimum scores (the counts, or the events' bin index)."""
         background = self.pools["background"][split]
@@ -257,10 +325,10 @@ class EnsembleDataModule(pl.LightningDataModule):
         mean, std = self._feature_scale
         return (raw - mean) / std
 
-    def _train_block(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _train_block(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` fresh training inputs and labels (shuffled; balanced over components in total)."""
         mode = "multinomial" if self.task.name == "event" else self.mode  # fresh single events: with replacement
-        raw, y, _ = self._draw("train", n, mode, self._train_generator)
+        raw, y, _ = self._draw("train", n, mode, generator)
         return self._inputs(raw), y
 
     @property
@@ -274,9 +342,11 @@ class EnsembleDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         self._require_setup()
+        generator = self._new_train_generator()
         if self.dataset == "paper":
-            return _loader(_FixedBatches(self.sets["train"], self.batch_size, self._train_generator))
-        return _loader(_BatchStream(self._train_block, self.batch_size, self.steps_per_epoch, self.draw_ahead))
+            return _loader(_FixedBatches(self.sets["train"], self.batch_size, generator))
+        return _loader(_BatchStream(lambda n: self._train_block(n, generator), self.batch_size, self.steps_per_epoch,
+                                    self.draw_ahead))
 
     def val_dataloader(self) -> DataLoader:
         self._require_setup()
@@ -323,16 +393,6 @@ class EnsembleDataModule(pl.LightningDataModule):
         self._require_setup()
         return self.sets["test"].raw
 
-    @property
-    def test_labels(self) -> torch.Tensor:
-        self._require_setup()
-        return self.sets["test"].y
-
-    def bin_probabilities(self) -> dict[str, torch.Tensor]:
-        """Bin probabilities (n_bins,) float64 of every sample's train pool ('background' and each signal)."""
-        alpha = self.optimum_pseudo_count()
-        return {name: bin_probabilities(pools.train.bin_counts, alpha) for name, pools in self.pools.items()}
-
     def optimum_pseudo_count(self) -> float:
         """The pseudo-count of the optimum's bin probabilities: as given, else chosen on the validation set
         (:func:`dmlhc.optimal.choose_pseudo_count`, from the train pools; cached)."""
@@ -349,7 +409,8 @@ class EnsembleDataModule(pl.LightningDataModule):
         return (0, 1) if self.task.name == "event" else (self.n_background, self.n_signal)
 
     def _pool_counts(self, splits: Sequence[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        counts = {name: sum(pools[s].bin_counts for s in splits) for name, pools in self.pools.items()}
+        counts = {name: torch.stack([pools[s].bin_counts for s in splits]).sum(dim=0)
+                  for name, pools in self.pools.items()}
         return counts.pop("background"), counts
 
     def optimal_auc(self, split: str = "test", n_bootstrap: int = 0,
@@ -367,6 +428,13 @@ class EnsembleDataModule(pl.LightningDataModule):
                            pseudo_count=self.optimum_pseudo_count(), n_bootstrap=n_bootstrap,
                            generator=self._generator(_derive_seed(self.data_seed, "bootstrap")))
 
+    def tracking_params(self) -> dict:
+        """What a run records beside its config: the benchmarks, S/sqrt(B), B, S, the binning and the task."""
+        names = list(self.signal_sources)
+        label = names[0] if len(names) == 1 or self.task.name == "model_vs_model" else self.task.name
+        return {"signal": label, "benchmarks": label, "snr": self.snr, "n_background": self.n_background,
+                "n_signal": self.n_signal, "binning": self.binning.describe(), "task": self.task.name}
+
     def summary(self) -> dict:
         """Plain-data description for logging: B, S, pool sizes and N/B per split."""
         self._require_setup()
@@ -376,6 +444,7 @@ class EnsembleDataModule(pl.LightningDataModule):
                 "binning": self.binning.describe(), "seed": self.seed, "data_seed": self.data_seed,
                 "device": str(self.device)}
         for name, pools in self.pools.items():
+            info[f"selection_efficiency/{name}"] = pools.n_selected / pools.n_read if pools.n_read else math.nan
             for split, size in pools.sizes().items():
                 info[f"pool/{name}/{split}"] = size
                 if self.task.name != "event":
@@ -384,20 +453,46 @@ class EnsembleDataModule(pl.LightningDataModule):
         return info
 
 
-def _named_sources(signal, names: Sequence[str] | None) -> dict:
-    """Signal samples by name: a mapping keeps its keys; otherwise ``names``, file stems, or signal0, signal1, ..."""
+def _signal_sources(signal, task: str, benchmarks: Sequence[str] | None, other: str | None) -> dict:
+    """Signal samples by name.
+
+    A spec (the ``signal`` config group): itself, or with ``benchmarks`` one generated spec per benchmark name (same
+    number of events), or for ``task="model_vs_model"`` itself and the benchmark ``other``. Events: a mapping of
+    name -> sample keeps its names; one sample or a list gets file stems or signal0, signal1, ...
+    """
+    if is_spec(signal):
+        if benchmarks:
+            return {name: _benchmark_spec(name, signal) for name in benchmarks}
+        sources = {signal["name"]: signal}
+        if task == "model_vs_model":
+            if not other:
+                raise ConfigError("task model_vs_model: give the second benchmark as other (model=model_vs_model "
+                                  "sets data.other=spin2_onshell)")
+            if other == signal["name"]:
+                raise ConfigError(f"data.other={other!r} equals signal={other!r}: compare two different benchmarks")
+            sources[other] = _benchmark_spec(other, signal)
+        return sources
+    if benchmarks or other:
+        raise ConfigError("benchmarks and other name benchmarks to generate: give the signal as a spec (the signal "
+                          "config group), or pass the samples themselves as a mapping name -> sample")
     if isinstance(signal, Mapping) and not {"pt", "eta"} <= set(signal):
-        sources = dict(signal)
-    else:
-        single = isinstance(signal, (str, os.PathLike, EventSample, SamplePools, Mapping))
-        sources_list = [signal] if single else list(signal)
-        default = [_default_name(s, i) for i, s in enumerate(sources_list)]
-        sources = dict(zip(names or default, sources_list))
-        if len(sources) != len(sources_list):
-            raise ValueError(f"signal_names={list(names or default)}: give one distinct name per signal sample")
-    if names is not None and list(names) != list(sources):
-        raise ValueError(f"signal_names={list(names)} do not match the {len(sources)} signal samples given")
-    return sources
+        return dict(signal)
+    single = isinstance(signal, (str, os.PathLike, EventSample, SamplePools, Mapping))
+    listed = [signal] if single else list(signal)
+    return {_default_name(s, i): s for i, s in enumerate(listed)}
+
+
+def _benchmark_spec(name: str, like: Mapping) -> dict:
+    return {"name": name, "benchmark": name, "files": None, "events": like.get("events")}
+
+
+def _binning_of(binning: Binning | Mapping | None, cuts: Cuts) -> Binning:
+    """The binning; ranges not given follow from the cuts (the paper's grid spans the selection window)."""
+    if binning is None or isinstance(binning, Binning):
+        return binning or Binning(pt_range=(cuts.pt_min, cuts.pt_max), eta_range=(-cuts.abs_eta_max, cuts.abs_eta_max))
+    fields = {"pt_range": (cuts.pt_min, cuts.pt_max), "eta_range": (-cuts.abs_eta_max, cuts.abs_eta_max),
+              **{k: v for k, v in dict(binning).items() if v is not None}}
+    return Binning(**fields)
 
 
 def _default_name(source, index: int) -> str:

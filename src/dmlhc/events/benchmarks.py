@@ -1,7 +1,7 @@
 """The benchmark dark-matter models of the paper (Table 1) and user-defined points.
 
 A benchmark is fixed by the mediator spin and two masses: couplings and the DM spin
-change only the rate, not the jet kinematics (method.md). The ALP is its own
+change only the rate, not the jet kinematics (docs/method.md). The ALP is its own
 framework: a pseudo-scalar a coupled to gluons through a G Gdual, produced directly
 and escaping the detector.
 """
@@ -36,6 +36,8 @@ class Benchmark:
         """``offshell`` (M_Y < 2 m_chi), ``onshell`` or ``offshell_ps`` (M_Y beyond reach)."""
         if self.spin is None:
             return None
+        # every spin-mediator benchmark has both masses (BENCHMARKS, custom_point)
+        assert self.mediator_mass is not None and self.dm_mass is not None
         if self.mediator_mass < 2 * self.dm_mass:
             return "offshell"
         return "offshell_ps" if self.mediator_mass > 8000 else "onshell"

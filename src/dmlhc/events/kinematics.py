@@ -18,8 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import mplhep as hep  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .benchmarks import get_benchmark  # noqa: E402
-from .events import EventSample  # noqa: E402
+from dmlhc.events.benchmarks import get_benchmark  # noqa: E402
+from dmlhc.events.delphes import EventSample  # noqa: E402
 
 BINS = {
     "pt": (np.linspace(130, 1530, 36), r"leading-jet $p_T$ [GeV]"),

@@ -19,7 +19,7 @@ import awkward as ak
 import numpy as np
 import uproot
 
-from .cache import atomic_target
+from dmlhc.events.cache import atomic_target
 
 TREE = "Delphes"
 METADATA_KEY = "dmlhc_metadata"
@@ -88,13 +88,15 @@ def read_delphes(path: str | os.PathLike) -> EventSample:
         f = uproot.open(path)
     except Exception as err:  # uproot raises several types for non-ROOT input
         raise EventFileError(
-            f"{path}: not a ROOT file ({type(err).__name__}); give a Delphes ROOT output or a file from `dmlhc generate`"
+            f"{path}: not a ROOT file ({type(err).__name__}); "
+            "give a Delphes ROOT output or a file from `dmlhc generate`"
         ) from None
     with f:
         if TREE not in f:
             keys = ", ".join(k.split(";")[0] for k in f.keys()) or "nothing"
             raise EventFileError(
-                f"{path}: no '{TREE}' tree (the file holds: {keys}); give Delphes output or a file from `dmlhc generate`"
+                f"{path}: no '{TREE}' tree (the file holds: {keys}); "
+                "give Delphes output or a file from `dmlhc generate`"
             )
         tree = f[TREE]
         names = set(tree.keys(recursive=True, full_paths=False))

@@ -2,7 +2,7 @@
 
 A histogram mixes ``n_background`` = B background events and ``n_signal`` = S =
 round(snr * sqrt(B)) signal events; its SM-only counterpart has B + S background
-events. Events come from one split's pools (:mod:`dmlhc.pools`), so train, val and
+events. Events come from one split's pools (:mod:`dmlhc.data.pools`), so train, val and
 test histograms never share an event.
 
 Sampling modes (what a histogram of K events from a pool of N events is):
@@ -13,7 +13,7 @@ Sampling modes (what a histogram of K events from a pool of N events is):
     Bin counts follow the multivariate hypergeometric law, whose variances are the
     multinomial ones times the finite-pool factor (N - K) / (N - 1): a pool only a
     few times K makes histograms look less noisy than real data and inflates AUCs,
-    so keep N/K large (method.md).
+    so keep N/K large (docs/method.md).
 ``multinomial``
     K events drawn with replacement: bin counts are multinomial(K, pool frequencies),
     the law of K independent events from a distribution equal to the pool's.
@@ -42,7 +42,7 @@ from typing import Literal
 
 import torch
 
-from dmlhc.pools import EventPool
+from dmlhc.data.pools import EventPool
 
 Mode = Literal["exact", "multinomial", "poisson"]
 MODES = ("exact", "multinomial", "poisson")
@@ -185,7 +185,8 @@ def _binomial(level: _SplitLevel, draws: torch.Tensor, generator, log_factorial=
     return torch.binomial(draws.contiguous(), p, generator=generator)
 
 
-def _hypergeometric(level: _SplitLevel, draws: torch.Tensor, generator, log_factorial: torch.Tensor) -> torch.Tensor:
+def _hypergeometric(level: _SplitLevel, draws: torch.Tensor, generator,
+                    log_factorial: torch.Tensor | None) -> torch.Tensor:
     """Draws of the left child when ``draws`` are taken without replacement: exact hypergeometric variates.
 
     Rejection sampling with a binomial proposal. On the symmetric problem (``few`` =
@@ -197,6 +198,7 @@ def _hypergeometric(level: _SplitLevel, draws: torch.Tensor, generator, log_fact
     sqrt(1 - few / total): >= 0.7, and ~1 when pools are much larger than histograms.
     Splits with few = 0 need no special case (x = 0 is always accepted).
     """
+    assert log_factorial is not None  # sample_counts builds the table whenever it uses this split (mode "exact")
     total, good = level.total, level.good
     small, large = torch.minimum(good, level.bad), torch.maximum(good, level.bad)
     p, log_odds = small / total, torch.log(large / small)
@@ -213,7 +215,7 @@ def _hypergeometric(level: _SplitLevel, draws: torch.Tensor, generator, log_fact
         state = torch.stack([few.reshape(-1)[pending], p[node], small[node], large[node], log_odds[node],
                              log_max.reshape(-1)[pending]])
         while len(pending):
-            x, accepted = _propose(*state, generator, log_factorial)
+            x, accepted = _propose(state[0], state[1], state[2], state[3], state[4], state[5], generator, log_factorial)
             result.view(-1)[pending[accepted]] = x[accepted]
             pending, state = pending[~accepted], state[:, ~accepted]
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import torch
 
-from dmlhc.events import EventSample, read_delphes
+from dmlhc.events.delphes import EventSample, read_delphes
 
 SPLITS = ("train", "val", "test")
 DEFAULT_FRACTIONS = (0.6, 0.2, 0.2)
@@ -81,7 +81,7 @@ class Binning:
             return cls()
         if isinstance(value, cls):
             return value
-        return cls(**dict(value))
+        return cls(**dict(cast(Mapping, value)))  # neither None nor a Binning: a mapping
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -157,10 +157,6 @@ class EventPool:
     def device(self) -> torch.device:
         return self.bin_index.device
 
-    def bin_frequencies(self) -> torch.Tensor:
-        """Fraction of the pool's events in each bin (float64)."""
-        return self.bin_counts.double() / max(len(self), 1)
-
     def to(self, device: str | torch.device) -> EventPool:
         return EventPool(self.name, self.split, self.bin_index.to(device), self.features.to(device),
                          self.event_id.to(device), self.n_bins)
@@ -191,12 +187,6 @@ class SamplePools:
         moved = {split: self[split].to(device) for split in SPLITS}
         return SamplePools(self.name, **moved, binning=self.binning, cuts=self.cuts,
                            n_read=self.n_read, n_selected=self.n_selected)
-
-    def describe(self) -> dict:
-        """Plain-data summary (for logging): sizes, selection efficiency, binning, cuts."""
-        return {"name": self.name, "n_read": self.n_read, "n_selected": self.n_selected,
-                **{f"n_{split}": n for split, n in self.sizes().items()},
-                "binning": asdict(self.binning), "cuts": asdict(self.cuts)}
 
 
 PoolSource = SamplePools | EventSample | Mapping | str | os.PathLike
@@ -289,12 +279,3 @@ def _check_fractions(fractions) -> tuple[float, float, float]:
         raise ValueError(f"fractions={list(fractions)}: give three positive train/val/test fractions that sum to 1, "
                          f"e.g. {list(DEFAULT_FRACTIONS)}")
     return fractions
-
-
-def synthetic_leading_jets(n: int, *, pt_slope: float = 120.0, eta_width: float = 1.5,
-                           seed: int = 0) -> dict[str, np.ndarray]:
-    """Toy leading jets for tests and benchmarks: pT = 130 GeV + exponential(``pt_slope``) (harder for
-    larger slopes), eta ~ normal(0, ``eta_width``), phi flat; some fall outside the selection cuts."""
-    rng = np.random.default_rng(seed)
-    return {"pt": 130.0 + rng.exponential(pt_slope, n), "eta": rng.normal(0.0, eta_width, n),
-            "phi": rng.uniform(-np.pi, np.pi, n)}

@@ -43,7 +43,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -51,12 +51,12 @@ import awkward as ak
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import __version__
-from .benchmarks import ALP_GENERATED_MASS, Benchmark
-from .cache import cache_dir, copy_atomic, key_of, read_json, write_json
-from .detector import JetResponse
-from .events import EventSample, read_delphes, write_delphes
-from .lineshape import mass_cells
+from dmlhc import __version__
+from dmlhc.events.benchmarks import ALP_GENERATED_MASS, Benchmark
+from dmlhc.events.cache import cache_dir, copy_atomic, key_of, read_json, write_json
+from dmlhc.events.delphes import EventSample, read_delphes, write_delphes
+from dmlhc.events.detector import JetResponse
+from dmlhc.events.lineshape import mass_cells
 
 LEVELS = ("parton", "shower", "hadron")
 SQRT_S = 14000.0  # GeV
@@ -117,6 +117,7 @@ def process_settings(benchmark: Benchmark, mass: float | None = None) -> list[st
         return ["HiggsSM:gg2Hg(l:t) = on", "HiggsSM:qg2Hq(l:t) = on", "HiggsSM:qqbar2Hg(l:t) = on",
                 *stable, *fixed_mass]
     if fw == "spin2":
+        assert mass is not None  # a mediator cell always has a mass (formatting it above fails on None)
         return ["ExtraDimensionsG*:gg2G*g = on", "ExtraDimensionsG*:qg2G*q = on",
                 "ExtraDimensionsG*:qqbar2G*g = on", f"ExtraDimensionsG*:kappaMG = {SPIN2_KAPPA * mass:.6g}",
                 *stable, *fixed_mass]
@@ -244,7 +245,7 @@ def _generate_events(job: _Job) -> _JobResult:
     if not pythia.init():
         return _JobResult(failed="Pythia failed to initialise (zero cross section at this mass?)")
 
-    rows, counts, met, inv_mass = [], [], [], []
+    rows, jet_counts, met, inv_mass = [], [], [], []
     slowjet = None if level == "parton" else pythia8mc.SlowJet(-1, JET_R, JET_PT_MIN, LEADING_JET_ETA_MAX + 0.5, 2, 2)
     for _ in range(job.n_tried):
         if not pythia.next() or job.pilot:
@@ -252,7 +253,7 @@ def _generate_events(job: _Job) -> _JobResult:
         if slowjet is None:
             invisible, jet = _hard_outgoing(pythia.process, job.invisible_id)
             rows.append((jet.pT(), jet.eta(), jet.phi()))
-            counts.append(1)
+            jet_counts.append(1)
         else:
             event = pythia.event
             invisible = event[_hard_outgoing(event, job.invisible_id)[0].iBotCopyId()]
@@ -261,7 +262,7 @@ def _generate_events(job: _Job) -> _JobResult:
             slowjet.analyze(event)
             for j in range(slowjet.sizeJet()):
                 rows.append((slowjet.pT(j), slowjet.p(j).eta(), slowjet.phi(j)))
-            counts.append(slowjet.sizeJet())
+            jet_counts.append(slowjet.sizeJet())
         met.append(invisible.pT())
         inv_mass.append(invisible.m())
 
@@ -270,7 +271,7 @@ def _generate_events(job: _Job) -> _JobResult:
     if job.pilot:
         return result
     jets = np.asarray(rows, dtype=np.float64).reshape(-1, 3).T
-    counts = np.asarray(counts, dtype=np.int64)
+    counts = np.asarray(jet_counts, dtype=np.int64)
     rng = np.random.default_rng(job.seed)
     if level != "parton":
         jets, counts = _reconstruct(jets, counts, job.detector, rng)
@@ -291,7 +292,8 @@ def _hard_outgoing(record, invisible_id: int):
 
 def _reconstruct(jets: np.ndarray, counts: np.ndarray, response: JetResponse, rng: np.random.Generator):
     """Apply the detector response, drop unreconstructed and soft jets, re-sort by pT."""
-    pt, eta, phi, ok = response.apply(*jets, rng)
+    jet_pt, jet_eta, jet_phi = jets  # rows pt, eta, phi
+    pt, eta, phi, ok = response.apply(jet_pt, jet_eta, jet_phi, rng)
     event_of_jet = np.repeat(np.arange(len(counts)), counts)
     ok &= pt >= JET_PT_MIN
     pt, eta, phi, event_of_jet = pt[ok], eta[ok], phi[ok], event_of_jet[ok]
@@ -318,6 +320,8 @@ class _Cell:
 def _cells(benchmark: Benchmark) -> list[_Cell]:
     if benchmark.spin is None:  # SM or ALP: one process, no line shape
         return [_Cell(tuple(process_settings(benchmark)), None, 1.0)]
+    # every spin-mediator benchmark has both masses (benchmarks.BENCHMARKS, custom_point)
+    assert benchmark.mediator_mass is not None and benchmark.dm_mass is not None
     return [_Cell(tuple(process_settings(benchmark, c.mass)), c.mass, c.line_weight)
             for c in mass_cells(benchmark.spin, benchmark.mediator_mass, benchmark.dm_mass)]
 
@@ -416,7 +420,7 @@ def generate_sample(spec: GenerationSpec, workers: int | None = None, cache: Pat
                     owners.append(i)
             room = [spec.n_events - n_accepted]  # the bar counts accepted events up to the target
 
-            def count(result: _JobResult) -> int:
+            def count(result: _JobResult, room: list[int] = room) -> int:
                 step = min(result.n_accepted, room[0])
                 room[0] -= step
                 return step

@@ -1,0 +1,74 @@
+"""Training callbacks of the ``callbacks`` config group: early stopping with its patience counted in training
+histograms, and Optuna pruning for the jobs of a sweep."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import EarlyStopping
+
+from dmlhc.errors import ConfigError
+
+log = logging.getLogger(__name__)
+MONITORS = {"val/auc": "max", "val/loss": "min"}
+
+
+class HistogramEarlyStopping(EarlyStopping):
+    """Early stopping whose patience is ``patience_histograms`` training histograms, whatever the batch size or
+    epoch length (the DataModule's ``histograms_per_epoch``); a run also ends at once when val/auc reaches 1,
+    which leaves nothing to learn (large S/sqrt(B) points end after an epoch)."""
+
+    def __init__(self, monitor: str = "val/auc", mode: str | None = None, patience_histograms: int = 200_000,
+                 **kwargs):
+        if monitor not in MONITORS:
+            raise ConfigError(f"monitor={monitor!r}: choose val/auc (mode max) or val/loss (mode min)")
+        if mode not in (None, MONITORS[monitor]):
+            raise ConfigError(f"monitor={monitor} with mode={mode}: {monitor} needs mode {MONITORS[monitor]}")
+        if patience_histograms < 1:
+            raise ConfigError(f"patience_histograms={patience_histograms}: must be >= 1")
+        mode = MONITORS[monitor]
+        kwargs.setdefault("stopping_threshold", 1.0 if mode == "max" else None)
+        super().__init__(monitor=monitor, mode=mode, **kwargs)
+        self.patience_histograms = int(patience_histograms)
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        per_epoch = getattr(getattr(trainer, "datamodule", None), "histograms_per_epoch", None)
+        if per_epoch:
+            self.patience = math.ceil(self.patience_histograms / per_epoch)
+
+
+class OptunaPruning(pl.Callback):
+    """Report ``monitor`` after every validation to the job's Optuna trial and stop the run when the pruner says so.
+
+    ``trial``: what the sweeper puts into the job's config (``optuna_trial``: storage, study name, trial number and
+    its pruner settings); None (a plain run) does nothing.
+    """
+
+    def __init__(self, trial: Mapping | None = None, monitor: str = "val/auc"):
+        self.monitor, self.trial = monitor, None
+        if not trial:
+            return
+        import optuna
+
+        storage = optuna.storages.RDBStorage(str(trial["storage"]))
+        study = optuna.load_study(study_name=trial["study_name"], storage=storage)
+        pruner = study.user_attrs.get("pruner", {"enabled": False})
+        study.pruner = (optuna.pruners.MedianPruner(n_startup_trials=pruner["n_startup_trials"],
+                                                    n_warmup_steps=pruner["n_warmup_steps"])
+                        if pruner["enabled"] else optuna.pruners.NopPruner())
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, int(trial["number"]))
+        self.trial = optuna.trial.Trial(study, trial_id)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if self.trial is None or trainer.sanity_checking or value is None:
+            return
+        self.trial.report(float(value), step=trainer.current_epoch)
+        if self.trial.should_prune():
+            log.info("Optuna pruned trial %d at epoch %d", self.trial.number, trainer.current_epoch)
+            self.trial.set_user_attr("pruned", True)
+            trainer.should_stop = True

@@ -1,0 +1,1 @@
+"""Data: event pools, histogram ensembles drawn from them, and the LightningDataModule that owns both."""

@@ -1,0 +1,86 @@
+"""The results reporter (``callbacks/results.yaml``): at the end of testing, the likelihood-ratio optimum on the
+same test histograms, the pool sizes, and the plots, into the run.
+
+Metrics: ``test/auc_optimal`` (with ``_std``, its spread over bootstrap replicas of the
+train pools, and ``_pseudo_count``; multiclass: ``test/auc_optimal_class<k>``), logged at
+the step of the network's ``test/auc`` so MLflow's charts put them side by side, and
+added to ``trainer.callback_metrics``. Params: pool sizes, N/B and selection efficiencies
+(``data.*``). Artifacts: ``plots/roc.png`` (network and optimum), ``plots/outputs.png``,
+``plots/example_histograms.png``, or ``plots/prediction_frequency.png`` for multiclass;
+the files stay under ``<trainer.default_root_dir>/plots/<run id>/``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from dmlhc.tracking.plots import plot_example_histograms, plot_output_distributions, plot_prediction_frequency, plot_roc
+from dmlhc.tracking.store import flatten
+
+
+class ResultsReporter(pl.Callback):
+    """Scores the test set with the optimum and writes the run's results (module docstring)."""
+
+    def __init__(self, n_bootstrap: int = 20, plots: bool = True):
+        self.n_bootstrap, self.plots = int(n_bootstrap), bool(plots)
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        datamodule: Any = getattr(trainer, "datamodule", None)
+        if not trainer.is_global_zero or not hasattr(datamodule, "optimal_auc"):
+            return
+        binary = datamodule.n_classes == 2
+        optimum = datamodule.optimal_auc(n_bootstrap=self.n_bootstrap if binary else 0)
+        metrics = {"test/auc_optimal": optimum.auc, "test/auc_optimal_pseudo_count": datamodule.optimum_pseudo_count()}
+        if binary:
+            metrics["test/auc_optimal_std"] = optimum.std or 0.0
+        metrics |= {f"test/auc_optimal_class{k}": v for k, v in enumerate(optimum.per_class or ())}
+        trainer.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})
+
+        client, run_id = _mlflow_run(trainer.logger)
+        if client is not None:
+            step = max((m.step for m in client.get_metric_history(run_id, "test/auc")), default=0)
+            for key, value in metrics.items():
+                client.log_metric(run_id, key, value, step=step)
+            for key, value in flatten({"data": datamodule.summary()}).items():
+                if key.startswith(("data.pool", "data.selection_efficiency")):
+                    client.log_param(run_id, key, value)
+        if self.plots:
+            folder = Path(trainer.default_root_dir) / "plots" / (run_id or "run")
+            network_auc = float(trainer.callback_metrics["test/auc"])
+            for path in self._plots(datamodule, pl_module, optimum, network_auc, folder):
+                if client is not None:
+                    client.log_artifact(run_id, str(path), "plots")
+
+    def _plots(self, datamodule, pl_module, optimum, network_auc: float, folder: Path) -> list[Path]:
+        labels = datamodule.sets["test"].y.cpu().numpy()
+        scores = torch.cat(pl_module.test_scores).numpy()
+        sources = list(datamodule.signal_sources)
+        names = ["SM only", *(f"SM + {s}" for s in sources)]
+        title = f"{', '.join(sources)}, S/sqrt(B) = {datamodule.snr:g}, B = {datamodule.n_background}"
+        paths = []
+        if datamodule.n_classes == 2:
+            curves = {type(pl_module.net).__name__: (scores, network_auc)}
+            if datamodule.task.name != "event":
+                curves["likelihood ratio (optimum)"] = (optimum.scores.cpu().numpy(), optimum.auc)
+            paths += [plot_roc(labels, curves, folder / "roc.png", title),
+                      plot_output_distributions(labels, scores, folder / "outputs.png", title)]
+            if datamodule.task.name == "model_vs_model":
+                names = [f"SM + {s}" for s in reversed(sources)]
+        else:
+            paths.append(plot_prediction_frequency(labels, scores, names, folder / "prediction_frequency.png"))
+        if datamodule.task.name != "event":
+            b = datamodule.binning
+            paths.append(plot_example_histograms(datamodule.test_histograms.cpu().numpy(), labels.astype(int), names,
+                                                 [*b.pt_range, *b.eta_range], folder / "example_histograms.png"))
+        return paths
+
+
+def _mlflow_run(logger) -> tuple[Any, str | None]:
+    """(MlflowClient, run id) of an MLflow logger; (None, None) for other loggers or none."""
+    if logger is None or not hasattr(logger, "run_id") or not type(logger).__name__.lower().startswith("mlflow"):
+        return None, None
+    return logger.experiment, logger.run_id
