@@ -5,22 +5,17 @@
     python train.py experiment=fig7 -m
 """
 
-import sys
-
 import hydra
 from omegaconf import DictConfig
 
-from dmlhc.errors import CONFIG_ERROR_EXIT, ConfigError
+from dmlhc.errors import reported_as_exit_codes
 from dmlhc.train import train
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float:
-    try:
+    with reported_as_exit_codes():  # a user error: one line and its exit code (dmlhc/errors.py), no traceback
         return train(cfg)
-    except ConfigError as err:
-        print(f"dmlhc: configuration error: {err}", file=sys.stderr)
-        sys.exit(CONFIG_ERROR_EXIT)
 
 
 if __name__ == "__main__":

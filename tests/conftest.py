@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import awkward as ak
 import numpy as np
 import pytest
@@ -35,7 +38,9 @@ def sample() -> EventSample:
 
 @pytest.fixture(scope="session")
 def session_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")
+    """A fresh cache per test session; ``DMLHC_TEST_CACHE=DIR`` keeps one across sessions (development only)."""
+    kept = os.environ.get("DMLHC_TEST_CACHE")
+    return Path(kept) if kept else tmp_path_factory.mktemp("cache")
 
 
 @pytest.fixture(autouse=True)

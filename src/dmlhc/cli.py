@@ -6,8 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from dmlhc.errors import ConfigError, reported_as_exit_codes
 from dmlhc.events.benchmarks import BENCHMARKS, custom_point, get_benchmark
-from dmlhc.events.delphes import EventFileError, read_delphes
+from dmlhc.events.delphes import read_delphes
 from dmlhc.events.detector import JetResponse
 from dmlhc.events.generate import LEVELS, GenerationSpec, generate
 
@@ -31,13 +32,13 @@ def _spec(args, benchmark) -> GenerationSpec:
 def cmd_generate(args) -> int:
     custom = (args.spin, args.mediator_mass, args.dm_mass)
     if args.benchmark and any(v is not None for v in custom):
-        raise ValueError("give either --benchmark or --spin/--mediator-mass/--dm-mass, not both")
+        raise ConfigError("give either --benchmark or --spin/--mediator-mass/--dm-mass, not both")
     if args.benchmark:
         benchmark = get_benchmark(args.benchmark)
     elif all(v is not None for v in custom):
         benchmark = custom_point(*custom)
     else:
-        raise ValueError("give --benchmark NAME, or all of --spin, --mediator-mass and --dm-mass")
+        raise ConfigError("give --benchmark NAME, or all of --spin, --mediator-mass and --dm-mass")
     path = generate(_spec(args, benchmark), out=args.out, workers=args.workers, cache=args.cache,
                     show_progress=not args.quiet)
     meta = read_delphes(path).metadata
@@ -93,14 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
+    with reported_as_exit_codes("no partial file was kept"):  # one line and an exit code per kind (errors.py)
         return args.func(args)
-    except (ValueError, EventFileError) as err:
-        print(f"dmlhc: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("dmlhc: interrupted; no partial file was kept", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":

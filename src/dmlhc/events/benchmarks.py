@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dmlhc.errors import ConfigError
+
 M_Z = 91.19  # GeV
 
 #: The ALP mass of the paper is 1e-5 GeV. Pythia refuses to initialise its gluon-fusion
@@ -74,7 +76,7 @@ def get_benchmark(name: str) -> Benchmark:
     try:
         return BENCHMARKS[name]
     except KeyError:
-        raise ValueError(
+        raise ConfigError(
             f"unknown benchmark {name!r}; choose one of {', '.join(BENCHMARKS)} "
             "or give --spin/--mediator-mass/--dm-mass for a point of your own"
         ) from None
@@ -83,10 +85,10 @@ def get_benchmark(name: str) -> Benchmark:
 def custom_point(spin: int, mediator_mass: float, dm_mass: float) -> Benchmark:
     """A user-defined (spin, M_Y, m_chi) point, validated."""
     if spin not in (0, 1, 2):
-        raise ValueError(f"spin must be 0, 1 or 2, got {spin}")
+        raise ConfigError(f"spin must be 0, 1 or 2, got {spin}")
     if not (mediator_mass > 0 and dm_mass > 0):
-        raise ValueError(f"masses must be positive, got M_Y={mediator_mass}, m_chi={dm_mass}")
+        raise ConfigError(f"masses must be positive, got M_Y={mediator_mass}, m_chi={dm_mass}")
     if 2 * dm_mass >= 6500:
-        raise ValueError(f"2 m_chi = {2 * dm_mass:g} GeV is beyond the reach of 14 TeV monojets")
+        raise ConfigError(f"2 m_chi = {2 * dm_mass:g} GeV is beyond the reach of 14 TeV monojets")
     name = f"spin{spin}_M{mediator_mass:g}_m{dm_mass:g}"
     return Benchmark(name, f"spin{spin}", float(mediator_mass), float(dm_mass))

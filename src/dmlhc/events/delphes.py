@@ -19,6 +19,7 @@ import awkward as ak
 import numpy as np
 import uproot
 
+from dmlhc.errors import InputDataError
 from dmlhc.events.cache import atomic_target
 
 TREE = "Delphes"
@@ -27,7 +28,7 @@ JET_BRANCHES = ("Jet.PT", "Jet.Eta", "Jet.Phi")
 REQUIRED_BRANCHES = (*JET_BRANCHES, "MissingET.MET", "Event.Weight")
 
 
-class EventFileError(ValueError):
+class EventFileError(InputDataError):
     """A ROOT file that cannot be used as an event sample; the message says why and what to do."""
 
 

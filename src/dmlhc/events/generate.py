@@ -52,6 +52,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dmlhc import __version__
+from dmlhc.errors import ConfigError
 from dmlhc.events.benchmarks import ALP_GENERATED_MASS, Benchmark
 from dmlhc.events.cache import cache_dir, copy_atomic, key_of, read_json, write_json
 from dmlhc.events.delphes import EventSample, read_delphes, write_delphes
@@ -154,11 +155,11 @@ class GenerationSpec:
 
     def __post_init__(self):
         if self.level not in LEVELS:
-            raise ValueError(f"level must be one of {', '.join(LEVELS)}, got {self.level!r}")
+            raise ConfigError(f"level must be one of {', '.join(LEVELS)}, got {self.level!r}")
         if self.n_events < 1:
-            raise ValueError(f"the number of events must be positive, got {self.n_events}")
+            raise ConfigError(f"the number of events must be positive, got {self.n_events}")
         if not 0 <= self.seed < PYTHIA_SEED_MAX:
-            raise ValueError(f"seed must be in [0, {PYTHIA_SEED_MAX}), got {self.seed}")
+            raise ConfigError(f"seed must be in [0, {PYTHIA_SEED_MAX}), got {self.seed}")
 
     @property
     def detector_applied(self) -> bool:
