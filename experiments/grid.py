@@ -84,30 +84,26 @@ def write_table(rows: list[dict], path: Path) -> Path:
 
 def plot(rows: list[dict], path: Path, title: str) -> Path:
     """AUC vs S/sqrt(B): network solid with markers, optimum dashed, one colour per benchmark, log x."""
-    import mplhep
+    from dmlhc.tracking.plots import hep_label, hep_style, save
 
-    plt.style.use(mplhep.style.ROOT)
-    fig, ax = plt.subplots(figsize=(10, 7))
-    signals = sorted({r["signal"] for r in rows})
-    colours = plt.get_cmap("tab10")
-    for k, signal in enumerate(signals):
-        points = [r for r in rows if r["signal"] == signal]
-        snr = [r["snr"] for r in points]
-        ax.plot(snr, [r["test/auc"] for r in points], "-o", color=colours(k % 10), ms=4, label=signal)
-        ax.plot(snr, [r["test/auc_optimal"] for r in points], "--", color=colours(k % 10), lw=1)
-    ax.plot([], [], "k-o", ms=4, label="network")
-    ax.plot([], [], "k--", lw=1, label="optimum (likelihood ratio)")
-    ax.set_xscale("log")
-    ax.set_xlabel(r"$S/\sqrt{B}$")
-    ax.set_ylabel("test AUC")
-    ax.set_ylim(0.48, 1.01)
-    ax.set_title(title, fontsize=14)
-    ax.legend(fontsize=10, ncol=2, loc="upper left")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    with hep_style():
+        fig, ax = plt.subplots(figsize=(10, 7))
+        signals = sorted({r["signal"] for r in rows})
+        colours = plt.get_cmap("tab10")
+        for k, signal in enumerate(signals):
+            points = [r for r in rows if r["signal"] == signal]
+            snr = [r["snr"] for r in points]
+            ax.plot(snr, [r["test/auc"] for r in points], "-o", color=colours(k % 10), ms=4, label=signal)
+            ax.plot(snr, [r["test/auc_optimal"] for r in points], "--", color=colours(k % 10), lw=1)
+        ax.plot([], [], "k-o", ms=4, label="network")
+        ax.plot([], [], "k--", lw=1, label="optimum (likelihood ratio)")
+        ax.set_xscale("log")
+        ax.set_xlabel(r"$S/\sqrt{B}$")
+        ax.set_ylabel("test AUC")
+        ax.set_ylim(0.48, 1.01)
+        ax.legend(fontsize=10, ncol=2, loc="upper left", title=title, title_fontsize=11)
+        hep_label(ax)
+        return save(fig, path)
 
 
 def log_summary(experiment: str, paths: list[Path], rows: list[dict]) -> str:

@@ -14,6 +14,7 @@ from hydra import compose, initialize_config_dir
 from dmlhc.config import instantiate_callbacks
 from dmlhc.data.datamodule import EnsembleDataModule
 from dmlhc.models.classifier import Classifier
+from dmlhc.tracking.progress import without_disabled_progress
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = ["signal", "background", "binning", "data", "architecture", "model", "callbacks", "logger", "trainer",
@@ -55,11 +56,12 @@ def test_every_group_option_composes_and_instantiates(group, option, store, tmp_
     callbacks = instantiate_callbacks(cfg.callbacks)
     if group != "callbacks":
         assert {type(c).__name__ for c in callbacks} == {"ModelCheckpoint", "HistogramEarlyStopping", "OptunaPruning",
-                                                         "ResultsReporter"}
+                                                         "ResultsReporter", "EpochProgressBar"}
     else:
         assert len(callbacks) == len(cfg.callbacks) >= 1
     logger = hydra.utils.instantiate(cfg.logger.mlflow)
     assert logger._tracking_uri == cfg.logger.mlflow.tracking_uri
+    callbacks = without_disabled_progress(callbacks, cfg.trainer.get("enable_progress_bar", True))
     trainer = hydra.utils.instantiate(cfg.trainer, logger=logger, callbacks=callbacks, default_root_dir=str(tmp_path))
     assert isinstance(trainer, pl.Trainer)
     assert cfg.hydra.run.dir.startswith(cfg.paths.outputs)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 import lightning.pytorch as pl
 import pytest
 import torch
 from conftest import synthetic_sample
 from synthetic import synthetic_leading_jets
 
-from dmlhc.data.datamodule import EnsembleDataModule
+from dmlhc.data.datamodule import MIN_POOL_EVENTS, EnsembleDataModule
+from dmlhc.errors import ConfigError, InputDataError
 from dmlhc.events.delphes import write_delphes
 
 N_EVENTS = 20_000
@@ -114,10 +117,15 @@ def test_poisson_test_sets(samples):
 
 @pytest.mark.parametrize("options, keys", [
     (dict(snr=-1.0), ["snr"]),
+    (dict(snr=float("nan")), ["snr=nan", "finite number"]),
+    (dict(snr="abc"), ["snr='abc'"]),
+    (dict(n_background=2.5), ["n_background=2.5", "integer"]),
+    (dict(steps_per_epoch=0), ["steps_per_epoch=0"]),
     (dict(task="regression"), ["task"]),
     (dict(mode="bootstrap"), ["mode"]),
     (dict(normalisation="l1"), ["normalisation"]),
-    (dict(batch_size=1, task="multiclass"), ["batch_size"]),
+    (dict(batch_size=1), ["batch_size"]),
+    (dict(task="multiclass"), ["task='multiclass'", "at least 2", "model=binary"]),
     (dict(binning={"eta_range": (-5.0, 5.0)}), ["binning.eta_range", "cuts.abs_eta_max"]),
     (dict(task="event", mode="poisson"), ["mode"]),
 ])
@@ -127,13 +135,38 @@ def test_bad_arguments_fail_at_once_naming_the_key(samples, options, keys):
     assert all(key in str(error.value) for key in keys), str(error.value)
 
 
-def test_more_signal_events_than_the_pool_holds(samples):
+@pytest.mark.parametrize("mode", ["exact", "multinomial", "poisson"])
+def test_more_signal_events_than_the_pool_holds_is_refused_in_every_mode(samples, mode):
+    """Multinomial or Poisson draws from a pool smaller than one histogram's events would repeat the same events in
+    every histogram: refused as exact draws are, and the fix offered is never another sampling mode."""
     small = {"pt": samples["hard"]["pt"][:2000], "eta": samples["hard"]["eta"][:2000]}  # train pool ~1200 events
-    dm = EnsembleDataModule(small, samples["background"], n_background=1000, snr=50.0, device="cpu")
-    with pytest.raises(ValueError, match=r"snr=50, n_background=1000 .* signal 'signal0'.*mode='multinomial'"):
+    dm = EnsembleDataModule(small, samples["background"], n_background=1000, snr=50.0, mode=mode, device="cpu")
+    with pytest.raises(InputDataError, match=r"snr=50, n_background=1000 .* 1581 events of signal 'signal0'.* train "
+                                             r"pool holds only 1199 .*lower snr or n_background") as error:
         dm.setup()
-    EnsembleDataModule(small, samples["background"], n_background=1000, snr=50.0, mode="multinomial",
-                       eval_mode="multinomial", n_val=8, n_test=8, device="cpu").setup()
+    assert "multinomial" not in str(error.value)
+    dm = EnsembleDataModule(small, samples["background"], n_background=1000, snr=10.0, mode=mode, device="cpu")
+    dm.setup()  # S = 316: the fix offered (a lower snr) gives pools that follow the rule
+    assert dm.n_signal == 316 and 1 < dm.summary()["pool_ratio/signal0/test"] < 2  # thin: kept, with a warning
+
+
+def test_a_pool_of_a_few_signal_events_is_refused_whatever_s(samples):
+    """The issue's case: a 10-event signal file with multinomial draws gave a test pool of 2 events and an AUC above
+    the optimum. A pool needs at least MIN_POOL_EVENTS distinct events even when S is smaller."""
+    tiny = {"pt": samples["hard"]["pt"][:10], "eta": samples["hard"]["eta"][:10]}
+    dm = EnsembleDataModule(tiny, samples["background"], n_background=100, snr=0.2, mode="multinomial", device="cpu")
+    assert dm.n_signal == 2
+    with pytest.raises(InputDataError, match=rf"train pool holds only \d after the cuts; .*{MIN_POOL_EVENTS}\) "
+                                             r"distinct events.*; give a larger signal sample$"):
+        dm.setup()
+
+
+def test_snr_zero_is_a_null_run_and_a_positive_snr_rounding_to_no_signal_is_refused(samples, caplog):
+    with pytest.raises(ConfigError, match=r"snr=0.01, n_background=1000: .* = 0 signal events .*set snr=0"):
+        EnsembleDataModule(samples["hard"], samples["background"], n_background=1000, snr=0.01, device="cpu")
+    with caplog.at_level(logging.WARNING, logger="dmlhc.data.datamodule"):
+        dm = make(samples, snr=0.0)
+    assert dm.n_signal == 0 and "NULL RUN" in caplog.text
 
 
 def test_more_background_than_the_pool_holds(samples):

@@ -10,7 +10,6 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from dmlhc.models.architectures import EventDNN, HistogramCNN, HistogramDNN, Standardise
 from dmlhc.models.classifier import Classifier
-from dmlhc.tracking.plots import plot_example_histograms, plot_output_distributions, plot_prediction_frequency, plot_roc
 from dmlhc.tracking.store import flatten, trimmed_statistic
 
 
@@ -110,18 +109,3 @@ def test_trimmed_statistic_drops_extremes():
 
 def test_flatten_nested_config():
     assert flatten({"a": {"b": 1, "c": [1, 2]}, "d": "x"}) == {"a.b": 1, "a.c": "[1, 2]", "d": "x"}
-
-
-def test_plots_are_written(tmp_path):
-    rng = np.random.default_rng(0)
-    labels = np.repeat([0, 1], 200)
-    scores = np.clip(rng.normal(0.4 + 0.2 * labels, 0.1), 0, 1)
-    paths = [
-        plot_roc(labels, {"DNN": (scores, 0.9), "optimal": (scores * 0.9, 0.91)}, tmp_path / "roc.png"),
-        plot_output_distributions(labels, scores, tmp_path / "out.png"),
-        plot_example_histograms(rng.random((400, 5, 5)), labels, ["SM", "SM + sig"], [130, 2000, -4, 4],
-                                tmp_path / "ex.png"),
-        plot_prediction_frequency(np.repeat([0, 1, 2], 50), rng.dirichlet([1, 1, 1], 150), ["a", "b", "c"],
-                                  tmp_path / "freq.png"),
-    ]
-    assert all(p.is_file() and p.stat().st_size > 5000 for p in paths)

@@ -1,4 +1,5 @@
-"""The PostgreSQL path: an Optuna study shared by two worker processes, MLflow on PostgreSQL, train.py into it.
+"""The PostgreSQL path: an Optuna study shared by two worker processes, MLflow on PostgreSQL, train.py into it, and
+a sweep on URLs with a password that leaves the password nowhere.
 
 Needs a server at ``DMLHC_TEST_POSTGRES_URL`` (``.ci/run`` starts one); skipped without it. Every test
 session works in fresh databases (dropped at the end) and names its studies and experiments uniquely.
@@ -17,6 +18,10 @@ import optuna
 import pytest
 import sqlalchemy as sa
 from optuna.trial import TrialState
+from test_sweep import sweep_args, write_samples
+from user_errors import run_entry_point
+
+from dmlhc.tracking.secrets import redact
 
 pytestmark = pytest.mark.postgres
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,3 +163,43 @@ def test_train_py_logs_its_run_to_postgres(mlflow_url, tmp_path):
     assert {"val/loss", "val/auc", "test/auc", "test/auc_optimal"} <= set(r.data.metrics)
     assert 0.7 < r.data.metrics["test/auc"] <= r.data.metrics["test/auc_optimal"] + 0.02  # it learned
     assert "plots/roc.png" in {a.path for a in client.list_artifacts(r.info.run_id, "plots")}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["literally", "from the environment"])
+def test_no_password_reaches_files_runs_logs_or_output(optuna_url, mlflow_url, tmp_path, how):
+    """Issue 10, item 1 (with test_bad_inputs_sweep.py): a sweep whose Optuna storage and MLflow store are
+    PostgreSQL URLs with a password leaves the password in no file under the working folder (outputs, .hydra,
+    optimization_results.yaml, artifacts), no MLflow param or tag, no Optuna attribute, not on stdout / stderr."""
+    workdir = write_samples(tmp_path)
+    password = sa.make_url(optuna_url).password
+    assert password
+    # "dmlhc" (.ci/run's password) is also the project's name: look for it where a URL would carry it
+    needles = [password] if len(password) >= 8 else [f":{password}@", f"password={password}"]
+    storage = optuna_url if how == "literally" else "${oc.env:OPTUNA_STORAGE}"
+    experiment = study = _unique("secrets")  # the databases are the session's: names of this test
+    result = run_entry_point(sweep_args(workdir, 2, f"hydra.sweeper.storage='{storage}'",
+                                        f"logger.mlflow.experiment_name={experiment}", study=study), workdir,
+                             env={"OPTUNA_STORAGE": optuna_url, "MLFLOW_TRACKING_URI": mlflow_url}, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Best of study '{study}'" in result.stdout
+
+    leaks = [f"{p}" for p in workdir.rglob("*") if p.is_file() and any(n.encode() in p.read_bytes() for n in needles)]
+    for needle in needles:
+        assert needle not in result.stdout + result.stderr
+    client = mlflow.MlflowClient(mlflow_url)
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    assert len(runs) == 3  # the study's run and its two trials
+    for run in runs:
+        text = repr(run.data.params) + repr(run.data.tags)
+        leaks += [f"run {run.info.run_name}: {n}" for n in needles if n in text]
+        if "optuna.trial" in run.data.tags:
+            assert run.data.params["optuna_trial.storage"] == redact(optuna_url)  # what the run used, redacted
+    rdb = optuna.storages.RDBStorage(optuna_url)
+    trials = optuna.load_study(study_name=study, storage=rdb)
+    attrs = repr(trials.user_attrs) + repr([(t.user_attrs, t.system_attrs) for t in trials.trials])
+    rdb.engine.dispose()  # its connections closed now, not by the garbage collector during another test
+    leaks += [f"optuna attrs: {n}" for n in needles if n in attrs]
+    assert not leaks
+    hydra_yaml = next((workdir / "multirun").glob("*/0/.hydra/hydra.yaml")).read_text()
+    assert ("***@" in hydra_yaml) == (how == "literally")  # as given (redacted), or the interpolation, unresolved

@@ -1,4 +1,5 @@
-"""Optuna studies through Hydra multirun: budget, resume after an interruption, two workers on one study.
+"""Optuna studies through Hydra multirun: search space, budget, resume after Ctrl-C, pruning (what goes wrong:
+test_bad_inputs_sweep.py, which uses the helpers here).
 
 Real subprocesses of ``python train.py hparams_search=... -m``, a real SQLite Optuna storage and a
 real SQLite MLflow store; samples are synthetic Delphes files (no Pythia), so each trial takes seconds.
@@ -15,7 +16,6 @@ from pathlib import Path
 import mlflow
 import optuna
 import pytest
-import sqlalchemy
 from optuna.trial import TrialState
 
 from hydra_plugins.dmlhc_optuna_sweeper.sweeper import distribution_of, search_space
@@ -23,26 +23,41 @@ from hydra_plugins.dmlhc_optuna_sweeper.sweeper import distribution_of, search_s
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def workdir(tmp_path):
+def write_samples(folder: Path) -> Path:
+    """Synthetic signal and background Delphes files, ``sig.root`` and ``bkg.root`` in ``folder``; returns it."""
     from conftest import synthetic_sample
 
     from dmlhc.events.delphes import write_delphes
 
-    write_delphes(tmp_path / "sig.root", synthetic_sample(8000, 1, 250.0))
-    write_delphes(tmp_path / "bkg.root", synthetic_sample(30000, 2, 100.0))
-    return tmp_path
+    write_delphes(folder / "sig.root", synthetic_sample(8000, 1, 250.0))
+    write_delphes(folder / "bkg.root", synthetic_sample(30000, 2, 100.0))
+    return folder
 
 
-def _sweep(workdir: Path, n_trials: int, study: str = "s", **popen) -> subprocess.Popen:
-    command = [sys.executable, str(ROOT / "train.py"), "hparams_search=binning",
-               "signal=delphes", f"signal.files=[{workdir / 'sig.root'}]", f"background.files=[{workdir / 'bkg.root'}]",
-               "background.n_background=500", "snr=3", "trainer=cpu", "trainer.max_epochs=2",
-               "data.steps_per_epoch=4", "data.batch_size=64", "data.n_val=200", "data.n_test=200",
-               "trainer.enable_progress_bar=false", f"hydra.sweeper.n_trials={n_trials}",
-               f"hydra.sweeper.study_name={study}",
-               f"hydra.sweep.dir={workdir / 'multirun' / str(time.monotonic_ns())}", "-m"]
-    return subprocess.Popen(command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+@pytest.fixture
+def workdir(tmp_path):
+    return write_samples(tmp_path)
+
+
+def sample_args(workdir: Path, snr: float = 3) -> list[str]:
+    """Overrides of a tiny CPU job on the synthetic samples of ``workdir`` (2 epochs of 4 steps)."""
+    return ["signal=delphes", f"signal.files=[{workdir / 'sig.root'}]", f"background.files=[{workdir / 'bkg.root'}]",
+            "background.n_background=500", f"snr={snr:g}", "trainer=cpu", "trainer.max_epochs=2",
+            "data.steps_per_epoch=4", "data.batch_size=64", "data.n_val=200", "data.n_test=200",
+            "trainer.enable_progress_bar=false"]
+
+
+def sweep_args(workdir: Path, n_trials: int, *extra: str, study: str | None = "s", snr: float = 3) -> list[str]:
+    """``train.py hparams_search=binning ... -m`` of ``n_trials`` tiny trials; ``study=None`` leaves the study's
+    name to the sweeper."""
+    return ["train.py", "hparams_search=binning", *sample_args(workdir, snr), f"hydra.sweeper.n_trials={n_trials}",
+            *([f"hydra.sweeper.study_name={study}"] if study else []),
+            f"hydra.sweep.dir={workdir / 'multirun' / str(time.monotonic_ns())}", *extra, "-m"]
+
+
+def _sweep(workdir: Path, n_trials: int, *extra: str, study: str | None = "s", snr: float = 3) -> subprocess.Popen:
+    command = [sys.executable, str(ROOT / "train.py"), *sweep_args(workdir, n_trials, *extra, study=study, snr=snr)[1:]]
+    return subprocess.Popen(command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _finish(process: subprocess.Popen) -> str:
@@ -55,10 +70,14 @@ def _study(workdir: Path, name: str = "s") -> optuna.Study:
     return optuna.load_study(study_name=name, storage=f"sqlite:///{workdir / 'mlruns' / 'optuna.db'}")
 
 
-def _trial_runs(workdir: Path) -> list:
+def _runs(workdir: Path) -> list:
+    """Every MLflow run of the store under ``workdir`` (all experiments)."""
     client = mlflow.MlflowClient(f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("dmlhc")
-    return [r for r in client.search_runs([experiment.experiment_id]) if "optuna.trial" in r.data.tags]
+    return client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
+def _trial_runs(workdir: Path) -> list:
+    return [r for r in _runs(workdir) if "optuna.trial" in r.data.tags]
 
 
 def test_search_space_from_hydra_sweep_syntax():
@@ -89,34 +108,25 @@ def test_four_trial_study_gives_four_trials_and_four_tagged_mlflow_runs(workdir)
 
 
 def test_interrupted_study_resumes_without_losing_or_repeating_trials(workdir):
-    process = _sweep(workdir, 4)
-    deadline = time.time() + 300
-    while time.time() < deadline:  # interrupt once two trials are complete
-        time.sleep(0.5)
-        try:
-            if sum(t.state == TrialState.COMPLETE for t in _study(workdir).get_trials()) >= 2:
-                break
-        except (KeyError, sqlalchemy.exc.OperationalError):  # the study (or its tables) not created yet
-            continue
+    process = _sweep(workdir, 6)
+    assert process.stdout is not None
+    told = 0
+    for line in process.stdout:  # interrupt once the sweeper has told two trials complete (its own log lines)
+        told += ": COMPLETE" in line
+        if told == 2:
+            break
     process.send_signal(signal.SIGINT)
-    process.communicate(timeout=120)
+    out, _ = process.communicate(timeout=120)
+    assert process.returncode != 0 and "interrupted" in out, out[-3000:]
     before = {t.number: t.params for t in _study(workdir).get_trials() if t.state == TrialState.COMPLETE}
-    assert 2 <= len(before) < 4
+    assert 2 <= len(before) < 6, out[-3000:]
 
-    _finish(_sweep(workdir, 4))
+    _finish(_sweep(workdir, 6))
     trials = _study(workdir).get_trials()
     complete = {t.number: t.params for t in trials if t.state == TrialState.COMPLETE}
-    assert len(complete) == 4, [(t.number, t.state.name, t.user_attrs) for t in trials]
+    assert len(complete) == 6, [(t.number, t.state.name, t.user_attrs) for t in trials]
     assert all(complete[n] == p for n, p in before.items())  # kept, not re-run
     assert all(t.state == TrialState.COMPLETE or t.user_attrs.get("interrupted") for t in _study(workdir).get_trials())
-
-
-def test_two_workers_share_one_budget(workdir):
-    first, second = _sweep(workdir, 4), _sweep(workdir, 4)
-    _finish(first), _finish(second)
-    trials = _study(workdir).get_trials()
-    assert [t.state for t in trials].count(TrialState.COMPLETE) == 4, [(t.state.name, t.user_attrs) for t in trials]
-    assert len({r.data.tags["optuna.trial"] for r in _trial_runs(workdir)}) == 4
 
 
 def test_pruning_stops_a_trial_below_the_median_of_earlier_ones(tmp_path):

@@ -1,18 +1,29 @@
-"""The ``dmlhc`` command line: ``dmlhc generate`` and ``dmlhc plot-kinematics``."""
+"""The ``dmlhc`` command line: ``dmlhc generate``, ``dmlhc plot-kinematics`` and ``dmlhc check-events``."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
-from dmlhc.errors import ConfigError, reported_as_exit_codes
+from dmlhc.errors import CONFIG_ERROR_EXIT, ConfigError, reported_as_exit_codes
 from dmlhc.events.benchmarks import BENCHMARKS, custom_point, get_benchmark
+from dmlhc.events.cache import check_writable
 from dmlhc.events.delphes import read_delphes
 from dmlhc.events.detector import JetResponse
 from dmlhc.events.generate import LEVELS, GenerationSpec, generate
 
 PAPER_SM_SIGMA_PB = 53.6  # MadGraph LO + Pythia, 14 TeV, same generation cuts (docs/method.md)
+
+
+class _Parser(argparse.ArgumentParser):
+    """A bad command line is a configuration error: usage, then one ``dmlhc:`` line and exit 2."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        print(f"dmlhc: configuration error: {self.prog}: {message}; see {self.prog} --help", file=sys.stderr)
+        sys.exit(CONFIG_ERROR_EXIT)
 
 
 def _add_sample_options(parser: argparse.ArgumentParser, default_events: int) -> None:
@@ -61,18 +72,26 @@ def cmd_plot_kinematics(args) -> int:
     from dmlhc.events.kinematics import plot_kinematics
 
     names = args.benchmarks or [n for n in BENCHMARKS if n != "sm"]
+    specs = {name: _spec(args, get_benchmark(name)) for name in ["sm", *names]}  # every name checked first
+    check_writable(args.out_dir, "--out-dir", "give a folder you can write")
     samples = {}
-    for name in ["sm", *names]:
-        path = generate(_spec(args, get_benchmark(name)), workers=args.workers, cache=args.cache,
-                        show_progress=not args.quiet)
+    for name, spec in specs.items():
+        path = generate(spec, workers=args.workers, cache=args.cache, show_progress=not args.quiet)
         samples[name] = read_delphes(path)
     for path in plot_kinematics(samples, args.out_dir, title=f"{args.level} level, {args.events} events"):
         print(path)
     return 0
 
 
+def cmd_check_events(args) -> int:
+    for path in args.files:  # read as training reads them: what is dropped is logged, an unusable file fails
+        sample = read_delphes(path)
+        print(f"{path}: {len(sample)} of {sample.metadata['n_events_read']} events kept")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dmlhc", description=__doc__)
+    parser = _Parser(prog="dmlhc", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="generate a sample (cached) and print its path")
@@ -89,11 +108,18 @@ def build_parser() -> argparse.ArgumentParser:
     kin.add_argument("--out-dir", type=Path, default=Path("plots") / "kinematics")
     _add_sample_options(kin, default_events=50_000)
     kin.set_defaults(func=cmd_plot_kinematics)
+
+    check = sub.add_parser("check-events", help="read Delphes ROOT files as training does; say what is dropped")
+    check.add_argument("files", nargs="+", type=Path)
+    check.set_defaults(func=cmd_check_events)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # a bad command line exits 2 here (_Parser.error)
+    warnings = logging.StreamHandler()  # what the reader dropped, a damaged cached sample regenerated
+    warnings.setFormatter(logging.Formatter("dmlhc: warning: %(message)s"))
+    logging.getLogger("dmlhc").addHandler(warnings)
     with reported_as_exit_codes("no partial file was kept"):  # one line and an exit code per kind (errors.py)
         return args.func(args)
 

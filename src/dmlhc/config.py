@@ -1,27 +1,56 @@
 """From Hydra config to objects: instantiation that turns a constructor's ValueError into a
-:class:`~dmlhc.errors.ConfigError` naming the config key, and the callbacks of the ``callbacks`` group."""
+:class:`~dmlhc.errors.ConfigError` naming the config key, numbers checked as such, and the callbacks of the
+``callbacks`` group."""
 
 from __future__ import annotations
 
+import math
+
 import hydra
 from hydra.errors import InstantiationException
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 
-from dmlhc.errors import ConfigError
+from dmlhc.errors import ConfigError, UserError
 
 
 def instantiate(key: str, node: DictConfig, **kwargs):
-    """``hydra.utils.instantiate(node, **kwargs)``; a ValueError of the constructor (bad values) becomes a
-    ConfigError that starts with ``key``."""
+    """``hydra.utils.instantiate(node, **kwargs)``; a ValueError or Lightning MisconfigurationException of the
+    constructor (bad values) becomes a ConfigError that starts with ``key``."""
     try:
         return hydra.utils.instantiate(node, **kwargs)
     except InstantiationException as err:
         cause = err.__cause__
-        if isinstance(cause, ConfigError):
+        if isinstance(cause, UserError):  # already says what to fix, with its own kind and exit code
             raise cause from None
-        if isinstance(cause, ValueError):
+        if isinstance(cause, (ValueError, MisconfigurationException)):
             raise ConfigError(f"{key}: {cause}") from None
         raise
+
+
+def number(key: str, value, *, minimum: float | None = None, above: float | None = None, fix: str = "") -> float:
+    """``value`` (a number or its text) as a finite float of at least ``minimum`` (or more than ``above``); anything
+    else (``abc``, ``nan``, ``inf``, too small) is a ConfigError naming ``key``."""
+    parsed = _checked(key, value, False, minimum, fix)
+    if above is not None and not parsed > above:
+        raise ConfigError(f"{key}={value!r}: must be > {above:g}" + (f"; {fix}" if fix else ""))
+    return parsed
+
+
+def integer(key: str, value, *, minimum: int | None = None, fix: str = "") -> int:
+    """``value`` as an int of at least ``minimum`` (``2.5`` or ``abc`` is a ConfigError naming ``key``)."""
+    return int(_checked(key, value, True, minimum, fix))
+
+
+def _checked(key: str, value, whole: bool, minimum: float | None, fix: str) -> float:
+    try:
+        parsed = math.nan if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError):
+        parsed = math.nan
+    if not (math.isfinite(parsed) and (not whole or parsed == int(parsed)) and (minimum is None or parsed >= minimum)):
+        what = ("an integer" if whole else "a finite number") + (f" >= {minimum:g}" if minimum is not None else "")
+        raise ConfigError(f"{key}={value!r}: must be {what}" + (f"; {fix}" if fix else ""))
+    return parsed
 
 
 def instantiate_callbacks(callbacks: DictConfig | None) -> list:

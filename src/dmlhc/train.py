@@ -11,41 +11,73 @@ runs). Returns ``best_<optimized_metric>`` of the best checkpoints (their mean o
 from __future__ import annotations
 
 import functools
+import logging
 
 import lightning.pytorch as pl
 import torch
 from omegaconf import DictConfig
 
-from dmlhc.config import instantiate, instantiate_callbacks, silence_known_noise
-from dmlhc.errors import ConfigError
-from dmlhc.tracking.runs import RunGroup
+from dmlhc.config import instantiate, instantiate_callbacks, integer, silence_known_noise
+from dmlhc.rendezvous import bind_rendezvous_to_localhost
+from dmlhc.tracking.progress import without_disabled_progress
+from dmlhc.tracking.runs import RunGroup, derived_params
+from dmlhc.tracking.store import check_tracking_store, configured_tracking_uri
 
 
 def train(cfg: DictConfig) -> float:
     """Run the job of ``cfg`` (one run, or a parent with ``repeats`` children); returns the optimised metric."""
-    if cfg.repeats < 1:
-        raise ConfigError(f"repeats={cfg.repeats}: must be >= 1")
+    integer("repeats", cfg.repeats, minimum=1, fix="train at least once (repeats > 1: the paper's repeat statistic)")
     silence_known_noise()
     if cfg.get("torch_threads"):
-        torch.set_num_threads(int(cfg.torch_threads))
+        torch.set_num_threads(integer("torch_threads", cfg.torch_threads, minimum=1))
     datamodule = instantiate("data", cfg.data)  # validates the data settings, derives S and the input shape
     new_model = functools.partial(instantiate, "model", cfg.model, input_shape=datamodule.input_shape,
                                   n_classes=datamodule.n_classes)
     new_callbacks = functools.partial(instantiate_callbacks, cfg.callbacks)
     new_model(), new_callbacks()  # a network or callback that cannot work fails here, before any sample is made
+    check_trainer(cfg, new_callbacks())
+    if cfg.get("logger") and cfg.logger.get("mlflow"):  # an unusable store fails in seconds, before any sample
+        check_tracking_store(configured_tracking_uri(cfg.logger.mlflow.tracking_uri), cfg.logger.mlflow.artifact_root)
     datamodule.prepare_data()  # samples and pools are ready (and checked) before any run is opened
     datamodule.setup("fit")
-    runs = RunGroup(cfg, datamodule.tracking_params() | {"architecture": cfg.model.net._target_.rsplit(".")[-1]})
+    bind_rendezvous_to_localhost(cfg.trainer)  # single-node DDP: no port open beyond this machine
+    runs = RunGroup(cfg, derived_params(cfg, datamodule))
     for seed, logger in runs:
         pl.seed_everything(seed, workers=True)
         datamodule.seed = seed
         model = new_model()
-        trainer = instantiate("trainer", cfg.trainer, logger=logger, callbacks=new_callbacks(),
-                              default_root_dir=cfg.paths.output_dir)
+        trainer = new_trainer(cfg, logger, new_callbacks())
         trainer.fit(model, datamodule=datamodule)
         best = "best" if trainer.checkpoint_callback else None
         trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()} | {"epochs": trainer.current_epoch}
+        metrics = scalar_metrics(trainer) | {"epochs": trainer.current_epoch}
         validation = trainer.validate(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
-        runs.record(metrics | {f"best_{k}": float(v) for k, v in validation.items()})
+        runs.record(metrics | {f"best_{k}": float(v) for k, v in validation.items()}, trainer)
     return runs.finish(cfg.optimized_metric)
+
+
+def check_trainer(cfg: DictConfig, callbacks: list) -> None:
+    """A trainer config that cannot train fails before any sample is made: ``max_epochs`` below 1 (-1: until early
+    stopping), or anything Lightning's Trainer refuses (built once, quietly, and dropped)."""
+    if cfg.trainer.get("max_epochs") not in (None, -1):
+        integer("trainer.max_epochs", cfg.trainer.max_epochs, minimum=1,
+                fix="train at least one epoch (-1: until early stopping stops it)")
+    lightning_info = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    level = lightning_info.level
+    lightning_info.setLevel(logging.WARNING)  # its "GPU available" lines come with the real Trainer
+    try:
+        new_trainer(cfg, False, callbacks)
+    finally:
+        lightning_info.setLevel(level)
+
+
+def new_trainer(cfg: DictConfig, logger, callbacks: list, **kwargs) -> pl.Trainer:
+    """The ``trainer`` config's Trainer (``kwargs`` beat it), writing into the job's folder (train and eval)."""
+    return instantiate("trainer", cfg.trainer, logger=logger, default_root_dir=cfg.paths.output_dir,
+                       callbacks=without_disabled_progress(callbacks, cfg.trainer.get("enable_progress_bar", True)),
+                       **kwargs)
+
+
+def scalar_metrics(trainer: pl.Trainer) -> dict[str, float]:
+    """The trainer's metrics as floats."""
+    return {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}

@@ -7,7 +7,22 @@ the ensemble: ``__init__`` validates everything once, derives S (``n_signal``) a
 input shape; ``prepare_data`` generates missing benchmark samples (rank 0);
 ``setup`` loads the samples, makes the disjoint train / val / test event pools on the
 device, checks that they can hold the histograms asked for, and draws the fixed
-validation and test sets. The training stream draws fresh histograms every step (or, with
+validation and test sets.
+
+Pools too small to mean anything are refused, in every sampling mode: each train, val and
+test pool of each sample must hold at least max(K, ``MIN_POOL_EVENTS`` = 100) distinct
+events after the cuts, K being the events one histogram takes from that sample (B + S
+background events for SM-only histograms, S of a signal; for the event task, the val/test
+events asked of it). Below K an exact histogram cannot be drawn and a multinomial or
+Poisson one repeats events, so every histogram is made of the same few events; below 100
+events a pool cannot represent its sample's (pT, eta) distribution (its own relative noise
+exceeds 10%), and both the network's AUC and the optimum's describe the pool, not the
+model. ``__init__`` checks the bound that the spec's event count allows before anything is
+generated (every event selected), ``setup`` the real pools. A pool with fewer than
+``THIN_POOL_RATIO`` = 2 K events is kept with a warning: exact draws shrink every bin's
+variance by (N - K) / (N - 1) < 1/2, so AUCs come out higher than real data would give.
+``snr`` = 0 (S = 0) is a null run, logged as such (its AUC should be ~0.5); a positive
+``snr`` that rounds to S = 0 is refused. The training stream draws fresh histograms every step (or, with
 ``dataset="paper"``, iterates over fixed train histograms as the paper did); every
 batch is already on the device, so no histogram crosses from host to device.
 
@@ -20,6 +35,7 @@ class index for multiclass (0 = SM-only, m = the m-th signal).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -31,6 +47,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from dmlhc.config import integer, number
 from dmlhc.data.ensembles import (
     MODES,
     NORMALISATIONS,
@@ -43,15 +60,28 @@ from dmlhc.data.ensembles import (
     normalise,
     split_evenly,
 )
-from dmlhc.data.pools import DEFAULT_FRACTIONS, SPLITS, Binning, Cuts, SamplePools, make_pools
+from dmlhc.data.pools import (
+    DEFAULT_FRACTIONS,
+    SPLITS,
+    Binning,
+    Cuts,
+    SamplePools,
+    check_fractions,
+    make_pools,
+    split_sizes,
+)
 from dmlhc.data.samples import check_spec, ensure_generated, is_spec, load
-from dmlhc.errors import ConfigError
+from dmlhc.errors import ConfigError, InputDataError
 from dmlhc.events.delphes import EventSample
 from dmlhc.optimal import OptimalAUC, choose_pseudo_count, optimal_auc
 
 PAPER_SPLIT = (0.64, 0.16, 0.20)
 DATASETS = ("stream", "paper")
 STATISTICS_HISTOGRAMS = 8192  # training histograms drawn once to measure the per-bin input mean and std
+MIN_POOL_EVENTS = 100  # distinct events every train / val / test pool of every sample must hold (module docstring)
+THIN_POOL_RATIO = 2  # a pool of fewer than this many histograms' events is kept, with a warning
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -123,22 +153,28 @@ class EnsembleDataModule(pl.LightningDataModule):
         if "background" in self.signal_sources:
             raise ConfigError("a signal may not be named 'background'; rename it")
         self.background_source = background
-        self.n_background = int(n_background)
-        self.snr = float(snr)
+        self.n_background = integer("n_background", n_background, minimum=1,
+                                    fix="set background.n_background, the SM events per histogram (B)")
+        self.snr = number("snr", snr, minimum=0, fix="set snr to S/sqrt(B) >= 0, e.g. snr=1.0 (snr=0 is a null run)")
         self.task: Task = make_task(task, list(self.signal_sources))
         self.mode, self.eval_mode = cast(Mode, mode), cast(Mode, eval_mode or mode)  # checked below
         self.normalisation = normalisation
         self.cuts = cuts if isinstance(cuts, Cuts) else Cuts(**dict(cuts or {}))
         self.binning = _binning_of(binning, self.cuts)
-        self.fractions = tuple(fractions)
+        self.fractions = check_fractions(fractions)
         self.dataset = dataset
-        self.batch_size, self.steps_per_epoch, self.draw_ahead = int(batch_size), int(steps_per_epoch), int(draw_ahead)
-        self.n_val, self.n_test, self.paper_histograms = int(n_val), int(n_test), int(paper_histograms)
-        self.seed, self.data_seed = int(seed), int(data_seed)
+        self.batch_size, self.steps_per_epoch, self.draw_ahead = (
+            integer(key, value, minimum=1) for key, value in
+            (("batch_size", batch_size), ("steps_per_epoch", steps_per_epoch), ("draw_ahead", draw_ahead)))
+        self.n_val, self.n_test, self.paper_histograms = (
+            integer(key, value) for key, value in (("n_val", n_val), ("n_test", n_test),
+                                                   ("paper_histograms", paper_histograms)))
+        self.seed, self.data_seed = integer("seed", seed), integer("data_seed", data_seed)
         self.requested_device = device
-        self.pseudo_count = None if pseudo_count is None else float(pseudo_count)
+        self.pseudo_count = None if pseudo_count is None else number("pseudo_count", pseudo_count, minimum=0)
         self._check_arguments()
         self.n_signal = n_signal_events(self.n_background, self.snr)
+        self._check_signal_size()
         self.hparams["samples"] = {name: dict(source) for name, source in self._sources().items() if is_spec(source)}
         self._check_sample_specs()
         self.pools: dict[str, SamplePools] = {}
@@ -166,22 +202,27 @@ class EnsembleDataModule(pl.LightningDataModule):
         for key, (value, allowed) in choices.items():
             if value not in allowed:
                 raise ConfigError(f"{key}={value!r}: choose one of {', '.join(allowed)}")
-        if self.snr < 0:
-            raise ConfigError(f"snr={self.snr}: S/sqrt(B) must be >= 0; set snr to a non-negative value")
-        if self.n_background < 1:
-            raise ConfigError(f"n_background={self.n_background}: need at least one background event per histogram")
         n_parts = len(self.task.components())
         for key in ("batch_size", "n_val", "n_test", "paper_histograms"):
             minimum = n_parts if key != "paper_histograms" else 5
             if getattr(self, key) < minimum:
                 raise ConfigError(f"{key}={getattr(self, key)}: need at least {minimum} "
                                  f"(one per component of task {self.task.name!r})")
-        for key in ("steps_per_epoch", "draw_ahead"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{key}={getattr(self, key)}: must be >= 1")
         if self.task.name == "event" and "poisson" in (self.mode, self.eval_mode):
             raise ConfigError("task='event' draws single events: set mode/eval_mode to 'exact' or 'multinomial'")
         self.binning.check_fits(self.cuts)
+
+    def _check_signal_size(self) -> None:
+        """S = 0 is a null run: said so when asked for (snr=0), refused when a positive snr rounds to it."""
+        if self.n_signal > 0:
+            return
+        if self.snr > 0:
+            raise ConfigError(f"snr={self.snr:g}, n_background={self.n_background}: S = round(snr * sqrt(B)) = "
+                              f"round({self.snr * math.sqrt(self.n_background):.3g}) = 0 signal events per histogram, "
+                              "so every histogram is SM-only (a null run); raise snr or n_background so that S >= 1, "
+                              "or set snr=0 for a deliberate null run")
+        log.warning("snr=0: S = 0 signal events per histogram, so both classes are SM-only: a NULL RUN (a control; "
+                    "its AUC measures only noise and should be ~0.5, it says nothing about any signal)")
 
     def _per_histogram(self) -> dict[str, int]:
         """Events of each sample in one histogram (SM-only histograms hold B + S background events)."""
@@ -190,21 +231,18 @@ class EnsembleDataModule(pl.LightningDataModule):
                 **{name: self.n_signal for name in self.signal_sources}}
 
     def _check_sample_specs(self) -> None:
-        """Specs name files or a known benchmark; before anything is generated, a benchmark sample must be able to
-        fill its train pool: at most round(events * train fraction) of its events get there (fewer after the cuts,
+        """Specs name files or a known benchmark; before anything is generated, a benchmark sample's pools must be
+        able to hold what the pool rule asks (module docstring) even if every event passed the cuts (fewer do,
         which :meth:`setup` checks on the real pools)."""
         for name, source in self._sources().items():
             if not is_spec(source):
                 continue
-            key = "background" if name == "background" else f"signal {name}"
-            check_spec(key, source)
-            if source.get("files") or self.task.name == "event" or self.mode != "exact":
-                continue
-            available = round(int(source["events"]) * self.fractions[0])
-            need = self._per_histogram()[name]
-            if need > available:
-                raise ConfigError(self._too_few_message(name, "train", available, need, bound=True)
-                                  + f"; or raise {key.split()[0]}.events")
+            check_spec("background" if name == "background" else f"signal {name}", source)
+            if source.get("files"):
+                continue  # its events are counted when setup reads them, before any run is opened
+            bound = split_sizes(int(source["events"]), self.fractions)
+            # Rounding may give a split one event more when fewer events are selected: allow it here.
+            self._check_pool_sizes(name, {split: n + (split != "train") for split, n in bound.items()}, bound=True)
 
     # ------------------------------------------------------------------ samples
 
@@ -215,43 +253,72 @@ class EnsembleDataModule(pl.LightningDataModule):
                 ensure_generated(source, self.generation, self.cache_dir)
 
     def _check_pools(self) -> None:
-        """Exact draws need pools at least as large as one histogram's events (or one event set)."""
+        """The pool rule (module docstring) on the real pools; a warning for pools of fewer than
+        ``THIN_POOL_RATIO`` histograms' events."""
+        for name, pools in self.pools.items():
+            self._check_pool_sizes(name, pools.sizes())
+        if self.task.name == "event":
+            return
         per_histogram = self._per_histogram()
+        for name, pools in self.pools.items():
+            for split, size in pools.sizes().items():
+                k = per_histogram[name]
+                if size < THIN_POOL_RATIO * k:
+                    log.warning("%s %s pool: %d events for %d per histogram (N/K = %.2g < %d): exact draws shrink "
+                                "every bin's variance by (N - K)/(N - 1) = %.2f and multinomial ones repeat events, so "
+                                "AUCs come out higher than real data would give; give a larger sample or lower "
+                                "n_background or snr", name, split, size, k, size / k, THIN_POOL_RATIO,
+                                (size - k) / max(size - 1, 1))
+
+    def _pool_need(self, name: str, split: str) -> int:
+        """Distinct events the ``split`` pool of sample ``name`` must hold: what one histogram (event task: the
+        split's set, when drawn exactly) takes from it, and at least ``MIN_POOL_EVENTS``."""
+        if self.task.name != "event":
+            return max(self._per_histogram()[name], MIN_POOL_EVENTS)
+        wanted = {"val": self.n_val, "test": self.n_test}.get(split, 0)
+        if getattr(self, self._mode_key(split)) != "exact":
+            wanted = 0  # drawn with replacement
+        parts = self.task.components()
+        asked = [n for (_, component), n in zip(parts, split_evenly(wanted, len(parts)))
+                 if (component or "background") == name]
+        return max([MIN_POOL_EVENTS, *asked])
+
+    def _check_pool_sizes(self, name: str, sizes: Mapping[str, int], bound: bool = False) -> None:
+        """Raise unless every pool of sample ``name`` (``sizes`` per split; ``bound``: upper bounds before
+        generation) holds what :meth:`_pool_need` asks."""
         for split in SPLITS:
-            if getattr(self, self._mode_key(split)) != "exact":
-                continue
-            if self.task.name == "event":
-                self._check_event_split(split)
-                continue
-            for name, need in per_histogram.items():
-                size = len(self.pools[name][split])
-                if size < need:
-                    raise ConfigError(self._too_few_message(name, split, size, need))
+            if sizes[split] < self._pool_need(name, split):
+                raise self._too_few_error(name, split, sizes[split], bound)
 
     def _mode_key(self, split: str) -> str:
         return "mode" if split == "train" else "eval_mode"
 
-    def _check_event_split(self, split: str) -> None:
-        if split == "train":
-            return  # a fresh batch each step, drawn with replacement
-        wanted = self.n_val if split == "val" else self.n_test
-        for (_, component), n in zip(self.task.components(), split_evenly(wanted, len(self.task.components()))):
-            pool = self.pools[component or "background"][split]
-            if len(pool) < n:
-                raise ConfigError(f"n_{split}={wanted} asks for {n} distinct events of {pool.name!r} but its {split} "
-                                 f"pool holds {len(pool)}; lower n_{split} or give a larger sample")
-
-    def _too_few_message(self, name: str, split: str, size: int, need: int, bound: bool = False) -> str:
-        if name == "background":
-            what = f"{need} background events (B = n_background plus, in SM-only histograms, S = {self.n_signal})"
-            fix = "lower n_background or snr, give a larger background sample"
+    def _too_few_error(self, name: str, split: str, size: int, bound: bool) -> ConfigError | InputDataError:
+        """The pool rule broken: a ConfigError for a generated sample (raise its events), an InputDataError for
+        events given as files or arrays. Its fixes all lead to pools that follow the rule."""
+        source = self._sources()[name]
+        generated = is_spec(source) and not source.get("files")
+        key = "background" if name == "background" else "signal"
+        larger = f"raise {key}.events" if generated else f"give a larger {key} sample"
+        need = self._pool_need(name, split)
+        if self.task.name == "event":
+            wanted = f"n_{split}={getattr(self, f'n_{split}')} asks for {need} distinct events of {name!r}"
+            lower = f"lower n_{split}, or "
+        elif name == "background":
+            wanted = (f"snr={self.snr:g}, n_background={self.n_background} put {self._per_histogram()[name]} "
+                      f"background events (B plus, in SM-only histograms, S = {self.n_signal}) in each histogram")
+            lower = "lower n_background or snr, or "
         else:
-            what = f"S = round(snr * sqrt(n_background)) = {need} events of signal {name!r}"
-            fix = "lower snr or n_background, give a larger signal sample"
-        key = self._mode_key(split)
-        return (f"snr={self.snr:g}, n_background={self.n_background} put {what} in each histogram, but the {split} "
-                f"pool holds {'at most' if bound else 'only'} {size} ({key}='exact' draws without repeats); {fix}, "
-                f"or set {key}='multinomial'")
+            wanted = (f"snr={self.snr:g}, n_background={self.n_background} put S = round(snr * sqrt(B)) = "
+                      f"{self.n_signal} events of signal {name!r} in each histogram")
+            lower = "lower snr or n_background, or "
+        if need == MIN_POOL_EVENTS:
+            lower = ""  # the floor, not the histogram, is what the pool misses
+        holds = f"at most {size} (before the cuts)" if bound else f"only {size} after the cuts"
+        message = (f"{wanted}, but its {split} pool holds {holds}; every train/val/test pool must hold at least "
+                   f"max(events per histogram, {MIN_POOL_EVENTS}) distinct events in any sampling mode, or its "
+                   f"histograms repeat the same few events and the AUC means nothing; {lower}{larger}")
+        return ConfigError(message) if generated else InputDataError(message)
 
     # ------------------------------------------------------------------ setup
 

@@ -324,12 +324,13 @@ def make_task(name: str, signals: Sequence[str]) -> Task:
         raise ValueError(f"task={name!r}: choose one of {', '.join(TASKS)}")
     if len(set(signals)) != len(signals):
         raise ValueError(f"signal names must differ, got {list(signals)}; give each signal its own name")
-    needs = {"binary": (1, 1), "model_vs_model": (2, 2)}.get(name, (1, None))
-    low, high = needs
+    # multimodel and multiclass with one model would be the binary task under another name
+    low, high = {"binary": (1, 1), "model_vs_model": (2, 2), "event": (1, None)}.get(name, (2, None))
     if len(signals) < low or (high is not None and len(signals) > high):
         wanted = f"exactly {low}" if low == high else f"at least {low}"
-        raise ValueError(f"task={name!r} needs {wanted} signal sample(s), got {len(signals)}; "
-                         f"set signal to {'one sample' if wanted == 'exactly 1' else 'a list of samples'}")
+        fix = ("set signal to one sample" if wanted == "exactly 1" else
+               "give two or more benchmarks (data.benchmarks=[a,b]), or use task 'binary' (model=binary) for one")
+        raise ValueError(f"task={name!r} needs {wanted} signal samples, got {len(signals)}; {fix}")
     if name == "multiclass":
         return Task(name, ((None,), *((s,) for s in signals)))
     if name == "model_vs_model":
@@ -397,4 +398,4 @@ def _check_mode(mode):
 def _check_pool_holds(pool_size, n_draws):
     if n_draws > pool_size:
         raise ValueError(f"cannot draw {n_draws} distinct events from a pool of {pool_size} (mode='exact'); "
-                         "lower n_background or snr, give a larger sample, or use mode='multinomial'")
+                         "lower n_background or snr, or give a larger sample")

@@ -211,7 +211,7 @@ def build_pools(
     binning = Binning.coerce(binning)
     cuts = cuts if isinstance(cuts, Cuts) else Cuts(**dict(cuts or {}))
     binning.check_fits(cuts)
-    fractions = _check_fractions(fractions)
+    fractions = check_fractions(fractions)
     pt, eta = np.asarray(pt, dtype=np.float64), np.asarray(eta, dtype=np.float64)
     phi = np.zeros_like(pt) if phi is None else np.asarray(phi, dtype=np.float64)
     if not pt.shape == eta.shape == phi.shape or pt.ndim != 1:
@@ -220,7 +220,7 @@ def build_pools(
 
     selected = np.flatnonzero(cuts.mask(pt, eta))
     order = selected[np.random.default_rng(seed).permutation(len(selected))]
-    bounds = np.round(np.cumsum(fractions)[:2] * len(order)).astype(int)
+    bounds = np.cumsum(list(split_sizes(len(order), fractions).values()))[:2]
     bins = binning.bin_index(pt, eta)
     pools = {}
     for split, ids in zip(SPLITS, np.split(order, bounds)):
@@ -235,6 +235,12 @@ def build_pools(
             n_bins=binning.n_bins,
         )
     return SamplePools(name, **pools, binning=binning, cuts=cuts, n_read=len(pt), n_selected=len(selected))
+
+
+def split_sizes(n_events: int, fractions: tuple[float, float, float] = DEFAULT_FRACTIONS) -> dict[str, int]:
+    """Events of each split when ``n_events`` selected events are split by ``fractions`` (as :func:`build_pools`)."""
+    bounds = [0, *np.round(np.cumsum(fractions)[:2] * n_events).astype(int).tolist(), n_events]
+    return {split: bounds[i + 1] - bounds[i] for i, split in enumerate(SPLITS)}
 
 
 def make_pools(source: PoolSource, *, name: str | None = None, **options) -> SamplePools:
@@ -273,7 +279,8 @@ def _check_ready_pools(pools: SamplePools, options: dict) -> None:
                              f"asked for ({value}); rebuild them with make_pools or drop the {key} setting")
 
 
-def _check_fractions(fractions) -> tuple[float, float, float]:
+def check_fractions(fractions) -> tuple[float, float, float]:
+    """Three positive train / val / test fractions that sum to 1, as floats (else a ValueError naming them)."""
     fractions = tuple(float(f) for f in fractions)
     if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1) > 1e-6:
         raise ValueError(f"fractions={list(fractions)}: give three positive train/val/test fractions that sum to 1, "

@@ -1,7 +1,8 @@
 """Sample specs: what the ``signal`` and ``background`` config groups describe, turned into events.
 
 A spec is a mapping with ``name``, ``benchmark`` (a name from ``dmlhc.events.benchmarks``
-for the embedded generator), ``files`` (Delphes ROOT files to use instead) and
+for the embedded generator), ``files`` (Delphes ROOT files to use instead, read when the
+spec is checked: an unusable file fails at start-up with an ``InputDataError``) and
 ``events`` (how many to generate). :func:`ensure_generated` writes a missing sample into
 the cache (the DataModule's ``prepare_data``, rank 0 only); :func:`load` reads it (every
 rank, in ``setup``). Generated samples stay in memory for the rest of the process, so the
@@ -11,6 +12,7 @@ jobs of a multirun read the 1.5M-event background once.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -19,7 +21,7 @@ import numpy as np
 
 from dmlhc.errors import ConfigError
 from dmlhc.events.benchmarks import get_benchmark
-from dmlhc.events.delphes import EventSample, read_delphes
+from dmlhc.events.delphes import EventFileError, EventSample, read_delphes
 from dmlhc.events.detector import JetResponse
 from dmlhc.events.generate import GenerationSpec, generate
 
@@ -31,12 +33,21 @@ def is_spec(source: object) -> bool:
     return isinstance(source, Mapping) and "benchmark" in source and "files" in source
 
 
+def files_of(spec: Mapping) -> tuple[str, ...]:
+    """The spec's event files (``files: a.root`` or ``files: [a.root, b.root]``); empty for a benchmark."""
+    files = spec.get("files") or ()
+    return (str(files),) if isinstance(files, str | Path) else tuple(str(f) for f in files)
+
+
 def check_spec(key: str, spec: Mapping) -> None:
-    """Fail on a spec that names neither files nor a known benchmark."""
-    if spec.get("files"):
-        missing = [str(f) for f in spec["files"] if not Path(f).is_file()]
-        if missing:
-            raise ConfigError(f"{key}.files: no such file {missing[0]!r}; give existing Delphes ROOT files")
+    """Fail on a spec that names neither files nor a known benchmark, and on files that cannot be read as events
+    (:class:`~dmlhc.events.delphes.EventFileError`, naming ``key``), before anything is generated or trained."""
+    if files_of(spec):
+        for path in files_of(spec):
+            try:
+                read_file(path)
+            except EventFileError as err:
+                raise EventFileError(f"{key}.files: {err}") from None
         return
     if not spec.get("benchmark"):
         raise ConfigError(f"{key}: give files (Delphes ROOT files) or a benchmark to generate")
@@ -57,15 +68,15 @@ def generation_spec(spec: Mapping, generation: Mapping | None = None) -> Generat
 
 def ensure_generated(spec: Mapping, generation: Mapping | None = None, cache_dir: str | None = None) -> None:
     """Generate a benchmark spec's sample into the cache unless it is there (files: nothing to do)."""
-    if not spec.get("files"):
+    if not files_of(spec):
         settings = {**DEFAULT_GENERATION, **(generation or {})}
         generate(generation_spec(spec, generation), workers=settings["workers"], cache=cache_dir)
 
 
 def load(spec: Mapping, generation: Mapping | None = None, cache_dir: str | None = None) -> EventSample:
     """The events of a spec: its Delphes files (concatenated), or its generated sample (made on a cache miss)."""
-    if spec.get("files"):
-        return _read_files(tuple(str(f) for f in spec["files"]))
+    if files_of(spec):
+        return _read_files(files_of(spec))
     settings = {**DEFAULT_GENERATION, **(generation or {})}
     return _generated(generation_spec(spec, generation), settings["workers"], cache_dir)
 
@@ -75,10 +86,26 @@ def _generated(spec: GenerationSpec, workers: int | None, cache_dir: str | None)
     return read_delphes(generate(spec, workers=workers, cache=cache_dir))
 
 
+def read_file(path: str) -> EventSample:
+    """:func:`read_delphes`, remembered for the process while the file is unchanged: a spec's files are read when
+    it is checked (start-up) and used when it is loaded (``setup``)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return read_delphes(path)  # the reader's message for a missing file
+    return _read_unchanged(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _read_unchanged(path: str, mtime_ns: int, size: int) -> EventSample:
+    return read_delphes(path)
+
+
 def _read_files(files: Sequence[str]) -> EventSample:
-    parts = [read_delphes(path) for path in files]
+    parts = [read_file(path) for path in files]
     if len(parts) == 1:
         return parts[0]
     jets = {f: ak.concatenate([getattr(p, f) for p in parts]) for f in ("jet_pt", "jet_eta", "jet_phi")}
     return EventSample(**jets, met=np.concatenate([p.met for p in parts]),
-                       weight=np.concatenate([p.weight for p in parts]), metadata={"files": list(files)})
+                       weight=np.concatenate([p.weight for p in parts]),
+                       metadata={"files": list(files), "dropped": {str(p.path): p.metadata["dropped"] for p in parts}})

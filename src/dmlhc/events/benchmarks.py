@@ -8,6 +8,7 @@ and escaping the detector.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from dmlhc.errors import ConfigError
@@ -85,10 +86,12 @@ def get_benchmark(name: str) -> Benchmark:
 def custom_point(spin: int, mediator_mass: float, dm_mass: float) -> Benchmark:
     """A user-defined (spin, M_Y, m_chi) point, validated."""
     if spin not in (0, 1, 2):
-        raise ConfigError(f"spin must be 0, 1 or 2, got {spin}")
-    if not (mediator_mass > 0 and dm_mass > 0):
-        raise ConfigError(f"masses must be positive, got M_Y={mediator_mass}, m_chi={dm_mass}")
+        raise ConfigError(f"--spin {spin}: the mediator spin must be 0, 1 or 2")
+    for option, mass in (("--mediator-mass", mediator_mass), ("--dm-mass", dm_mass)):
+        if not (math.isfinite(mass) and mass > 0):
+            raise ConfigError(f"{option} {mass}: masses must be finite and positive (GeV)")
     if 2 * dm_mass >= 6500:
-        raise ConfigError(f"2 m_chi = {2 * dm_mass:g} GeV is beyond the reach of 14 TeV monojets")
+        raise ConfigError(f"--dm-mass {dm_mass:g}: 2 m_chi = {2 * dm_mass:g} GeV is beyond the reach of 14 TeV "
+                          "monojets; give m_chi below 3250 GeV")
     name = f"spin{spin}_M{mediator_mass:g}_m{dm_mass:g}"
     return Benchmark(name, f"spin{spin}", float(mediator_mass), float(dm_mass))

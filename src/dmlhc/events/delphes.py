@@ -6,12 +6,20 @@ Delphes writes them). The embedded generator writes this schema and the same rea
 takes a user's real Delphes output, so nothing downstream knows where events came
 from. Generator metadata (cross section, counts, settings, seed, versions) is stored
 beside the tree as a JSON ``TObjString`` named ``dmlhc_metadata``.
+
+Reading takes a TTree (Delphes) or an RNTuple (what ``f["Delphes"] = {...}`` writes in
+uproot 5.7). A jet with a non-finite pT, eta or phi, or pT <= 0, is dropped and its event
+keeps its other jets; an event left without jets is dropped. The counts, by reason, are
+logged per file and stored in the sample's ``metadata["dropped"]``. A file that cannot be
+used raises :class:`EventFileError` naming the file, the problem and the fix.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +34,8 @@ TREE = "Delphes"
 METADATA_KEY = "dmlhc_metadata"
 JET_BRANCHES = ("Jet.PT", "Jet.Eta", "Jet.Phi")
 REQUIRED_BRANCHES = (*JET_BRANCHES, "MissingET.MET", "Event.Weight")
+
+log = logging.getLogger(__name__)
 
 
 class EventFileError(InputDataError):
@@ -77,67 +87,151 @@ def write_delphes(path: str | os.PathLike, sample: EventSample) -> Path:
 
 
 def read_delphes(path: str | os.PathLike) -> EventSample:
-    """Read an event file in the Delphes schema (ours or real Delphes output).
+    """Read an event file in the Delphes schema (ours or real Delphes output; a TTree or an RNTuple).
 
-    Events without any jet are dropped; their number is in
-    ``metadata["n_dropped_no_jet"]``.
+    A jet is dropped if its pT, eta or phi is not finite or its pT is not positive; its event
+    keeps its other jets, re-ordered by pT. Events left without a jet are dropped. What was
+    dropped, and why, is logged once per file and kept in ``metadata["dropped"]``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise EventFileError(f"{path}: no such file; check the path or run `dmlhc generate` to make one")
-    try:
-        f = uproot.open(path)
-    except Exception as err:  # uproot raises several types for non-ROOT input
+    columns, metadata = _read_columns(path)
+    n_events = len(columns["MissingET.MET"])
+    if n_events == 0:
+        raise EventFileError(f"{path}: the '{TREE}' tree holds no events; give a file with events")
+    jets, dropped_jets = _valid_jets(*(columns[b] for b in JET_BRANCHES))
+    had_jet = ak.to_numpy(ak.num(columns["Jet.PT"], axis=1) > 0)
+    has_jet = ak.to_numpy(ak.num(jets[0], axis=1) > 0)
+    dropped = {"jets": dropped_jets, "events": {"no jet in the file": int(np.sum(~had_jet)),
+                                                "every jet dropped": int(np.sum(had_jet & ~has_jet))}}
+    summary = _describe(dropped)
+    if not has_jet.any():
         raise EventFileError(
-            f"{path}: not a ROOT file ({type(err).__name__}); "
-            "give a Delphes ROOT output or a file from `dmlhc generate`"
-        ) from None
-    with f:
-        if TREE not in f:
-            keys = ", ".join(k.split(";")[0] for k in f.keys()) or "nothing"
-            raise EventFileError(
-                f"{path}: no '{TREE}' tree (the file holds: {keys}); "
-                "give Delphes output or a file from `dmlhc generate`"
-            )
-        tree = f[TREE]
-        names = set(tree.keys(recursive=True, full_paths=False))
-        missing = [b for b in REQUIRED_BRANCHES if b not in names]
-        if missing:
-            raise EventFileError(
-                f"{path}: tree '{TREE}' lacks branches {', '.join(missing)}; "
-                "run Delphes with a card that keeps the Jet, MissingET and Event collections"
-            )
-        arrays = tree.arrays(list(REQUIRED_BRANCHES), library="ak")
-        metadata = json.loads(str(f[METADATA_KEY])) if METADATA_KEY in f else {"source": "external Delphes file"}
-
-    jet_pt, jet_eta, jet_phi = (arrays[b] for b in JET_BRANCHES)
-    order = ak.argsort(jet_pt, axis=1, ascending=False)  # Delphes sorts by pT; be sure
-    jet_pt, jet_eta, jet_phi = jet_pt[order], jet_eta[order], jet_phi[order]
-    has_jet = ak.num(jet_pt, axis=1) > 0
-    metadata["n_dropped_no_jet"] = int(ak.sum(~has_jet))
-    if not ak.any(has_jet):
-        raise EventFileError(
-            f"{path}: zero events with a jet ({len(has_jet)} events in the tree); "
-            "check the Delphes jet collection or generate a larger sample"
+            f"{path}: none of its {n_events} events has a usable jet (dropped {summary}); jets need a finite pT, "
+            "eta and phi and pT > 0: check how Jet.PT, Jet.Eta and Jet.Phi were filled"
         )
+    if summary:
+        log.warning("%s: dropped %s; %d of %d events kept", path, summary, int(has_jet.sum()), n_events)
+    metadata |= {"n_events_read": n_events, "dropped": dropped}
+    jet_pt, jet_eta, jet_phi = (j[has_jet] for j in jets)
     return EventSample(
-        jet_pt=jet_pt[has_jet],
-        jet_eta=jet_eta[has_jet],
-        jet_phi=jet_phi[has_jet],
-        met=_first_or(arrays["MissingET.MET"][has_jet], 0.0),
-        weight=_first_or(arrays["Event.Weight"][has_jet], 1.0),
+        jet_pt, jet_eta, jet_phi,
+        met=_per_event(columns["MissingET.MET"], 0.0)[has_jet],
+        weight=_per_event(columns["Event.Weight"], 1.0)[has_jet],
         metadata=metadata,
         path=path,
     )
 
 
+def _read_columns(path: Path) -> tuple[dict[str, ak.Array], dict]:
+    """The required columns (checked: present, numbers, jets as lists) and the stored metadata."""
+    if not path.is_file():
+        what = "a folder, not a file" if path.is_dir() else "no such file"
+        raise EventFileError(f"{path}: {what}; check the path or run `dmlhc generate` to make one")
+    try:
+        f = uproot.open(path)
+    except Exception as err:  # uproot raises several types for non-ROOT input
+        raise EventFileError(
+            f"{path}: not a ROOT file ({type(err).__name__}); give a Delphes ROOT output or a file from "
+            "`dmlhc generate`"
+        ) from None
+    try:
+        with f:
+            if TREE not in f:
+                keys = ", ".join(k.split(";")[0] for k in f.keys()) or "nothing"
+                raise EventFileError(f"{path}: no '{TREE}' tree (the file holds: {keys}); "
+                                     "give Delphes output or a file from `dmlhc generate`")
+            columns = _columns(path, f[TREE])
+            metadata = json.loads(str(f[METADATA_KEY])) if METADATA_KEY in f else {"source": "external Delphes file"}
+    except EventFileError:
+        raise
+    except Exception as err:  # a truncated or damaged file fails in uproot's decompression or deserialisation
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise EventFileError(f"{path}: cannot be read, the file is damaged or truncated ({type(err).__name__}: "
+                             f"{first_line}); copy or write it again") from None
+    _check_types(path, columns)
+    return columns, metadata
+
+
+def _columns(path: Path, tree) -> dict[str, ak.Array]:
+    """Read the required columns of a TTree (Delphes' branches ``Jet.PT``, ...) or an RNTuple (fields ``Jet.PT``,
+    or record fields ``Jet`` with ``PT``, as ``f["Delphes"] = {...}`` writes them in uproot 5.7)."""
+    if tree.classname != "ROOT::RNTuple":
+        names = set(tree.keys(recursive=True, full_paths=False))
+        _require(path, "tree", [b for b in REQUIRED_BRANCHES if b not in names])
+        arrays = tree.arrays(list(REQUIRED_BRANCHES), library="ak")
+        return {b: arrays[b] for b in REQUIRED_BRANCHES}
+    top, paths = set(tree.keys(recursive=False)), set(tree.keys(recursive=True, full_paths=True))
+    where = {b: (b, "") if b in top else b.split(".", 1) for b in REQUIRED_BRANCHES if b in top or b in paths}
+    _require(path, "RNTuple", [b for b in REQUIRED_BRANCHES if b not in where])
+    arrays = tree.arrays(sorted({outer for outer, _ in where.values()}))
+    return {b: arrays[outer][inner] if inner else arrays[outer] for b, (outer, inner) in where.items()}
+
+
+def _require(path: Path, kind: str, missing: list[str]) -> None:
+    if missing:
+        raise EventFileError(f"{path}: {kind} '{TREE}' lacks branches {', '.join(missing)}; run Delphes with a "
+                             "card that keeps the Jet, MissingET and Event collections")
+
+
+_NUMBER = r"(float|int|uint)\d+"
+
+
+def _check_types(path: Path, columns: dict[str, ak.Array]) -> None:
+    """Jets must be lists of numbers per event; MET and weight numbers, one per event or in a list (Delphes)."""
+    for name, column in columns.items():
+        kind = str(ak.type(column).content)
+        jagged = re.fullmatch(rf"(var|\d+) \* {_NUMBER}", kind) is not None
+        if jagged or (name not in JET_BRANCHES and re.fullmatch(_NUMBER, kind)):
+            continue
+        wanted = "a list of numbers per event (var * float)" if name in JET_BRANCHES else "a number per event"
+        raise EventFileError(f"{path}: branch {name} holds {kind}, not {wanted}; write it as Delphes does")
+    counts = [ak.num(columns[b], axis=1) for b in JET_BRANCHES]
+    differ = int(ak.sum((counts[0] != counts[1]) | (counts[0] != counts[2])))
+    if differ:
+        raise EventFileError(f"{path}: Jet.PT, Jet.Eta and Jet.Phi hold different numbers of jets in {differ} "
+                             "events; write one entry per jet in each")
+
+
+#: Why a jet is dropped, checked in this order (a jet counts under its first reason).
+JET_DROP_REASONS = ("pT not finite", "eta not finite", "phi not finite", "pT <= 0")
+
+
+def _valid_jets(pt: ak.Array, eta: ak.Array, phi: ak.Array) -> tuple[tuple[ak.Array, ...], dict[str, int]]:
+    """Jets with finite pT, eta, phi and pT > 0, ordered by pT (descending); dropped jets counted by reason."""
+    pt, eta, phi = (ak.values_astype(x, np.float64) for x in (pt, eta, phi))
+    fails = [~np.isfinite(pt), ~np.isfinite(eta), ~np.isfinite(phi), np.isfinite(pt) & (pt <= 0)]
+    bad = fails[0] | fails[1] | fails[2] | fails[3]
+    counted = {}
+    seen = ak.zeros_like(bad)
+    for reason, fail in zip(JET_DROP_REASONS, fails):
+        counted[reason] = int(ak.sum(fail & ~seen))
+        seen = seen | fail
+    pt, eta, phi = pt[~bad], eta[~bad], phi[~bad]
+    order = ak.argsort(pt, axis=1, ascending=False, stable=True)  # Delphes sorts by pT; be sure
+    return (pt[order], eta[order], phi[order]), {k: v for k, v in counted.items() if v}
+
+
+def _describe(dropped: dict[str, dict[str, int]]) -> str:
+    """``"3 jets (pT not finite: 2, pT <= 0: 1), 1 event (every jet dropped: 1)"``; empty when nothing was."""
+    parts = []
+    for what, reasons in dropped.items():
+        total = sum(reasons.values())
+        if total:
+            detail = ", ".join(f"{reason}: {n}" for reason, n in reasons.items() if n)
+            parts.append(f"{total} {what if total > 1 else what[:-1]} ({detail})")
+    return ", ".join(parts)
+
+
+def _per_event(column: ak.Array, default: float) -> np.ndarray:
+    """One number per event: the first of a Delphes list (``default`` if empty), or the number itself."""
+    if column.ndim > 1:
+        column = ak.fill_none(ak.firsts(column), default)
+    return ak.to_numpy(column).astype(np.float64)
+
+
 def _one_per_event(values: np.ndarray) -> ak.Array:
     values = np.asarray(values, dtype=np.float32)
     return ak.unflatten(values, np.ones(len(values), dtype=np.int64))  # jagged, as Delphes
-
-
-def _first_or(jagged: ak.Array, default: float) -> np.ndarray:
-    return ak.to_numpy(ak.fill_none(ak.firsts(jagged), default)).astype(np.float64)
 
 
 def _json_default(obj):

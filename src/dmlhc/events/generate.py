@@ -37,12 +37,16 @@ invisible system (Z or mediator) after showering.
 
 from __future__ import annotations
 
+import ctypes
+import logging
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -52,10 +56,22 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dmlhc import __version__
-from dmlhc.errors import ConfigError
+from dmlhc.errors import ConfigError, StoreError
 from dmlhc.events.benchmarks import ALP_GENERATED_MASS, Benchmark
-from dmlhc.events.cache import cache_dir, copy_atomic, key_of, read_json, write_json
-from dmlhc.events.delphes import EventSample, read_delphes, write_delphes
+from dmlhc.events.cache import (
+    NO_RECORD,
+    cache_dir,
+    cache_origin,
+    check_writable,
+    copy_atomic,
+    damage,
+    discard,
+    key_of,
+    read_json,
+    write_json,
+    write_record,
+)
+from dmlhc.events.delphes import EventFileError, EventSample, read_delphes, write_delphes
 from dmlhc.events.detector import JetResponse
 from dmlhc.events.lineshape import mass_cells
 
@@ -78,6 +94,8 @@ LINE_SHAPE_REVISION = 2
 #: Spin-2 coupling kappa = kappaMG / m (1/GeV), held fixed over the line shape: Pythia's
 #: default kappaMG = 0.054 at m = 1 TeV. It sets the normalisation only, not the kinematics.
 SPIN2_KAPPA = 0.054 / 1000.0
+
+log = logging.getLogger(__name__)
 
 INVISIBLE_ID = {"sm": 23, "spin1": 23, "spin0": 25, "alp": 25, "spin2": 5100039}
 
@@ -229,8 +247,13 @@ def _stdout_to_stderr():
         os.close(saved)
 
 
+STOPPED = "stopped on request"
+
+
 def _run_job(job: _Job) -> _JobResult:
     """Generate ``job.n_tried`` events in a fresh Pythia and keep those passing the cut."""
+    if _stopped():
+        return _JobResult(failed=STOPPED)
     with _stdout_to_stderr():
         return _generate_events(job)
 
@@ -248,7 +271,9 @@ def _generate_events(job: _Job) -> _JobResult:
 
     rows, jet_counts, met, inv_mass = [], [], [], []
     slowjet = None if level == "parton" else pythia8mc.SlowJet(-1, JET_R, JET_PT_MIN, LEADING_JET_ETA_MAX + 0.5, 2, 2)
-    for _ in range(job.n_tried):
+    for i in range(job.n_tried):
+        if i % STOP_CHECK_EVERY == 0 and _stopped():
+            return _JobResult(failed=STOPPED)
         if not pythia.next() or job.pilot:
             continue
         if slowjet is None:
@@ -328,7 +353,12 @@ def _cells(benchmark: Benchmark) -> list[_Cell]:
 
 
 def _run_all(jobs: list[_Job], workers: int, progress: tqdm | None, count) -> list[_JobResult]:
-    """Run jobs on ``workers`` processes, in order of submission; ``count(result)`` feeds the bar."""
+    """Run jobs on ``workers`` processes, in order of submission; ``count(result)`` feeds the bar.
+
+    Workers ignore Ctrl-C and die with this process (even on SIGKILL). On Ctrl-C or an error,
+    queued jobs are cancelled and running ones return at their next stop check (every
+    :data:`STOP_CHECK_EVERY` events); a second Ctrl-C while waiting for them kills the workers.
+    """
     if workers <= 1 or len(jobs) == 1:
         results = []
         for job in jobs:
@@ -336,17 +366,84 @@ def _run_all(jobs: list[_Job], workers: int, progress: tqdm | None, count) -> li
             if progress is not None:
                 progress.update(count(results[-1]))
         return results
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("fork")) as pool:
-        futures = [pool.submit(_run_job, job) for job in jobs]
-        try:
-            for future in futures:
-                result = future.result()
-                if progress is not None:
-                    progress.update(count(result))
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        return [f.result() for f in futures]
+    context = get_context("fork")
+    stop = context.Event()
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context, initializer=_init_worker,
+                               initargs=(os.getpid(), stop))
+    try:
+        with _sigint_held():  # the first submit forks the workers: a Ctrl-C inside fork() would be lost
+            futures = [pool.submit(_run_job, job) for job in jobs]
+        for future in futures:
+            result = future.result()
+            if progress is not None:
+                progress.update(count(result))
+        results = [f.result() for f in futures]
+    except BaseException:
+        _stop_pool(pool, stop)
+        raise
+    pool.shutdown()
+    return results
+
+
+@contextmanager
+def _sigint_held():
+    """Hold Ctrl-C back until the block ends, then raise KeyboardInterrupt as usual (main thread only: Python
+    runs signal handlers there)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held:
+        raise KeyboardInterrupt
+
+
+def _stop_pool(pool: ProcessPoolExecutor, stop) -> None:
+    """Cancel queued jobs, tell running ones to stop, wait for them; on a second Ctrl-C, kill the workers."""
+    stop.set()
+    processes = list((pool._processes or {}).values())  # no public handle on an executor's processes
+    try:
+        pool.shutdown(wait=True, cancel_futures=True)
+    except KeyboardInterrupt:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    finally:
+        for process in processes:  # after a second Ctrl-C, or any the executor did not get to stop
+            if process.is_alive():
+                process.kill()
+
+
+#: Set in each worker process: the parent's stop request (Ctrl-C or an error elsewhere).
+_STOP = None
+#: Events between two looks at the stop request (about 0.1 s at hadron level, far less at parton level).
+STOP_CHECK_EVERY = 16
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _init_worker(parent: int, stop) -> None:
+    """In a worker: leave Ctrl-C to the parent, see its stop request, die with it."""
+    global _STOP
+    _STOP = stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):  # the kernel kills the worker when the parent dies, even by SIGKILL
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()  # elsewhere than Linux
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+def _stopped() -> bool:
+    return _STOP is not None and _STOP.is_set()
 
 
 def _pilot_job(benchmark: Benchmark, settings, seed: int, n_events: int = PILOT_EVENTS) -> _Job:
@@ -505,13 +602,54 @@ def _binomial_rel_var(accepted: np.ndarray, tried: np.ndarray) -> float:
 
 def generate(spec: GenerationSpec, out: str | os.PathLike | None = None, workers: int | None = None,
              cache: str | os.PathLike | None = None, show_progress: bool = True) -> Path:
-    """Generate ``spec`` into the cache (a hit returns at once) and copy it to ``out`` if given."""
+    """Generate ``spec`` into the cache (a hit returns at once) and copy it to ``out`` if given.
+
+    A cached file that does not match its size and SHA-256 record is regenerated, with a
+    warning. The output path and a cache that must be written are checked before generating.
+    """
+    if workers is not None and workers < 1:
+        raise ConfigError(f"workers={workers}: give at least 1 (or leave it unset for all cores)")
     folder = cache_dir(cache)
     cached = folder / spec.file_name()
-    if not cached.is_file():
+    if out is not None:
+        check_output_path(Path(out))
+    if not _usable(cached):
+        check_writable(folder, "sample cache", f"point {cache_origin(cache)} at a writable folder")
         sample = generate_sample(spec, workers=workers, cache=folder, show_progress=show_progress)
         write_delphes(cached, sample)
+        write_record(cached)
     return copy_atomic(cached, Path(out)) if out else cached
+
+
+def check_output_path(out: Path) -> None:
+    """Raise :class:`StoreError` unless ``out`` can be written: a file path in an existing, writable folder."""
+    if out.is_dir():
+        raise StoreError(f"output path {out}: is a folder; give a file path in it, such as {out / 'sample.root'}")
+    if not out.parent.is_dir():
+        raise StoreError(f"output path {out}: the folder {out.parent} does not exist; create it or give another path")
+    check_writable(out.parent, f"output path {out}: folder", "give a path in a folder you can write")
+
+
+def _usable(cached: Path) -> bool:
+    """Whether the cached sample is there and undamaged; a damaged one is removed, saying so."""
+    if not cached.is_file():
+        return False
+    problem = damage(cached)
+    if problem == NO_RECORD:  # written before records existed, or killed between the file and its record
+        try:
+            read_delphes(cached)
+        except EventFileError as err:
+            problem = f"cannot be read ({err})"
+        else:
+            with suppress(OSError):  # a read-only cache: it is checked by reading again next time
+                write_record(cached)
+            return True
+    if problem is None:
+        return True
+    log.warning("cached sample %s %s; regenerating it", cached, problem)
+    with suppress(OSError):  # a read-only cache fails its write check next, naming the folder
+        discard(cached)
+    return False
 
 
 def load_or_generate(spec: GenerationSpec, **kwargs) -> EventSample:

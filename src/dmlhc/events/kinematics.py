@@ -3,7 +3,8 @@
 One PNG per framework (ALP, spin 0, spin 1, spin 2) with normalised pT, eta and phi
 distributions of the leading jet, SM in black, and a table of distances to the SM
 (total variation of the normalised histograms, 0 = identical, 1 = disjoint) to
-check the paper's statements with numbers, not only by eye.
+check the paper's statements with numbers, not only by eye. The bins span the
+values of all samples together, so the plots end where the data end.
 """
 
 from __future__ import annotations
@@ -11,76 +12,89 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import mplhep as hep
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import mplhep as hep  # noqa: E402
-import numpy as np  # noqa: E402
+from dmlhc.events.benchmarks import get_benchmark
+from dmlhc.events.delphes import EventSample
+from dmlhc.tracking.plots import hep_label, hep_style, save
 
-from dmlhc.events.benchmarks import get_benchmark  # noqa: E402
-from dmlhc.events.delphes import EventSample  # noqa: E402
-
-BINS = {
-    "pt": (np.linspace(130, 1530, 36), r"leading-jet $p_T$ [GeV]"),
-    "eta": (np.linspace(-5, 5, 41), r"leading-jet $\eta$"),
-    "phi": (np.linspace(-np.pi, np.pi, 33), r"leading-jet $\phi$"),
+# variable: (number of bins, log-spaced, axis label, density label)
+AXES = {
+    "pt": (30, True, r"leading-jet $p_T$ [GeV]", r"1/N dN/d$p_T$ [1/GeV]"),
+    "eta": (40, False, r"leading-jet $\eta$", r"1/N dN/d$\eta$"),
+    "phi": (32, False, r"leading-jet $\phi$ [rad]", r"1/N dN/d$\phi$ [1/rad]"),
 }
 REGIME_STYLE = {None: "-", "offshell": "-", "onshell": "--", "offshell_ps": ":"}
 
 
-def normalised_histograms(sample: EventSample) -> dict[str, np.ndarray]:
-    """Unit-area histograms of the leading jet's pT (overflow in the last bin), eta and phi."""
+def bin_edges(samples: dict[str, EventSample]) -> dict[str, np.ndarray]:
+    """Edges of each variable from its smallest to its largest value over all ``samples`` (pT log-spaced: wider
+    bins in the sparse tail)."""
+    jets = [s.leading_jet() for s in samples.values()]
+    edges = {}
+    for var, (n, log, _, _) in AXES.items():
+        low, high = min(j[var].min() for j in jets), max(j[var].max() for j in jets)
+        edges[var] = (np.geomspace if log else np.linspace)(low, max(high, low * (1 + 1e-9) + 1e-9), n + 1)
+    return edges
+
+
+def normalised_histograms(sample: EventSample, edges: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Unit-area histograms (fraction of events per bin) of the leading jet's pT, eta and phi."""
     jet = sample.leading_jet()
     out = {}
-    for var, (edges, _) in BINS.items():
-        values = np.clip(jet[var], edges[0], edges[-1] - 1e-9) if var == "pt" else jet[var]
-        counts, _ = np.histogram(values, edges)
+    for var, var_edges in edges.items():
+        counts, _ = np.histogram(jet[var], var_edges)
         out[var] = counts / max(counts.sum(), 1)
     return out
 
 
 def distances_to_sm(samples: dict[str, EventSample]) -> dict[str, dict[str, float]]:
     """Total-variation distance of each sample's pT, eta and phi histograms to the SM's."""
-    hists = {name: normalised_histograms(s) for name, s in samples.items()}
-    return {name: {var: round(0.5 * float(np.abs(h[var] - hists["sm"][var]).sum()), 4) for var in BINS}
+    edges = bin_edges(samples)
+    hists = {name: normalised_histograms(s, edges) for name, s in samples.items()}
+    return {name: {var: round(0.5 * float(np.abs(h[var] - hists["sm"][var]).sum()), 4) for var in AXES}
             | {"mean_pt": round(float(samples[name].leading_jet()["pt"].mean()), 1)}
             for name, h in hists.items()}
+
+
+@hep_style()
+def kinematics_figure(hists: dict[str, dict[str, np.ndarray]], edges: dict[str, np.ndarray], names: list[str],
+                      title: str = "") -> Figure:
+    """pT, eta and phi densities of the SM (``hists['sm']``) and of the benchmarks ``names``, side by side."""
+    fig, axes = plt.subplots(1, 3, figsize=(30, 10))
+    for ax, (var, (_, log, label, density)) in zip(axes, AXES.items()):
+        widths = np.diff(edges[var])
+        hep.histplot(hists["sm"][var] / widths, edges[var], ax=ax, color="black", lw=3, label=r"SM Z($\nu\nu$)+jet")
+        for name in names:
+            hep.histplot(hists[name][var] / widths, edges[var], ax=ax, lw=2.5,
+                         ls=REGIME_STYLE[get_benchmark(name).regime], label=name)
+        ax.set(xlim=(edges[var][0], edges[var][-1]), xlabel=label, ylabel=density)
+        highest = max((hists[n][var] / widths).max() for n in ["sm", *names])
+        if log:  # room for the legend above the curves
+            ax.set(yscale="log", ylim=(None, 20 * highest))
+        else:
+            ax.set_ylim(0, 1.6 * highest)
+        ax.legend(loc="upper right", title=title, fontsize="x-small", title_fontsize="x-small")
+        hep_label(ax)
+    return fig
 
 
 def plot_kinematics(samples: dict[str, EventSample], out_dir: str | Path, title: str = "") -> list[Path]:
     """Write one PNG per framework and ``distances_to_sm.json``; returns the paths written."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    hep.style.use("ATLAS")
-    hists = {name: normalised_histograms(s) for name, s in samples.items()}
+    edges = bin_edges(samples)
+    hists = {name: normalised_histograms(s, edges) for name, s in samples.items()}
     groups: dict[str, list[str]] = {}
     for name in samples:
         if name != "sm":
             groups.setdefault(get_benchmark(name).framework, []).append(name)
-
-    written = []
-    for framework, names in groups.items():
-        fig, axes = plt.subplots(1, 3, figsize=(18, 5.5))
-        for ax, (var, (edges, label)) in zip(axes, BINS.items()):
-            hep.histplot(hists["sm"][var], edges, ax=ax, color="black", lw=2, label="SM Z($\\nu\\nu$)+j")
-            for name in names:
-                hep.histplot(hists[name][var], edges, ax=ax, lw=1.8, ls=REGIME_STYLE[get_benchmark(name).regime],
-                             label=name)
-            ax.set_xlabel(label)
-            ax.set_ylabel("normalised")
-            if var == "pt":
-                ax.set_yscale("log")
-            else:  # room for the legend above the curves
-                ax.set_ylim(0, 1.6 * max(hists[n][var].max() for n in ["sm", *names]))
-            ax.legend(fontsize=11, loc="upper right")
-        fig.suptitle(f"{framework}: {title}", fontsize=14)
-        fig.tight_layout()
-        path = out_dir / f"kinematics_{framework}.png"
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
-        written.append(path)
-
+    written = [save(kinematics_figure(hists, edges, names, f"{framework}: {title}" if title else framework),
+                    out_dir / f"kinematics_{framework}.png")
+               for framework, names in groups.items()]
     table = out_dir / "distances_to_sm.json"
     table.write_text(json.dumps(distances_to_sm(samples), indent=1))
     written.append(table)

@@ -25,6 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 from torchmetrics.classification import BinaryAUROC, MulticlassAUROC
 
+from dmlhc.config import number
 from dmlhc.models.architectures import Standardise
 
 
@@ -38,6 +39,8 @@ class Classifier(pl.LightningModule):
     def __init__(self, net: Mapping | nn.Module, input_shape: Sequence[int] | None = None, n_classes: int = 2,
                  task: str = "binary", lr: float = 1e-4, weight_decay: float = 0.0):
         super().__init__()
+        number("model.lr", lr, above=0, fix="give the optimiser's learning rate, e.g. model.lr=3e-4")
+        number("model.weight_decay", weight_decay, minimum=0, fix="give a weight decay >= 0 (0: none)")
         if isinstance(net, nn.Module):
             self.save_hyperparameters(ignore=["net"], logger=False)
             self.net = net

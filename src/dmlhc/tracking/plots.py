@@ -1,85 +1,200 @@
-"""Plots of a run (files, then MLflow artifacts): ROC curves with the optimum beside the network, output
-distributions, example histograms, and the prediction frequencies of multiclass tasks."""
+"""Plots of a run (files, then MLflow artifacts) and of event samples, in one HEP style.
+
+Every figure is drawn under :func:`hep_style` (mplhep's ROOT style) and labelled by
+:func:`hep_label` ("dmlhc Simulation", "sqrt(s) = 14 TeV"). The ``*_figure`` functions
+return the Figure (to inspect it); :func:`save` writes a PNG and closes it. Figures:
+ROC curves with the optimum beside the network, output distributions, example
+histograms (log colour scale, mean differences between classes), and the prediction
+frequencies of multiclass tasks (with the share of no confident prediction).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import mplhep as hep  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.colors import LogNorm, SymLogNorm  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+ENERGY_LABEL = r"$\sqrt{s}$ = 14 TeV"
+SNR_LABEL = r"$S/\sqrt{B}$"
+# mplhep's ROOT style; STIX sans maths because the style's TeX Gyre Heros has no radical sign
+STYLE = [hep.style.ROOT, {"mathtext.fontset": "stixsans"}]
+NO_PREDICTION = "no confident prediction"
 
 
-def plot_roc(labels: np.ndarray, curves: dict[str, tuple[np.ndarray, float]], path: Path, title: str = "") -> Path:
-    """ROC curves of several scores on the same test labels; ``curves[name] = (scores, auc)``."""
+@contextmanager
+def hep_style() -> Iterator[None]:
+    """The matplotlib settings of every dmlhc figure; a context manager or a decorator."""
+    with plt.style.context(STYLE):
+        yield
+
+
+def hep_label(ax: Axes, *, left: bool = True, right: bool = True) -> None:
+    """'dmlhc Simulation' (``left``) and 'sqrt(s) = 14 TeV' (``right``) above ``ax``."""
+    hep.label.exp_label(exp="dmlhc" if left else "", llabel="Simulation" if left else "",
+                        rlabel=ENERGY_LABEL if right else "", ax=ax)
+
+
+def describe_run(task: str, signals: Sequence[str], snr: float, n_background: int) -> str:
+    """What a run's figures show: the signals and, for histograms, S/sqrt(B) and B (single events have neither)."""
+    if task == "event":
+        return f"{', '.join(signals)}: single events"
+    what = " vs ".join(signals) if task == "model_vs_model" else ", ".join(signals)
+    return f"{what}, {SNR_LABEL} = {snr:g}, B = {n_background}"
+
+
+def class_names(task: str, classes: Sequence[Sequence[str | None]]) -> list[str]:
+    """A name per class of a task's ``classes`` (components; None = SM only): 'SM only', 'SM + alp', ...;
+    'SM events' and 'alp events' for single events."""
+    if task == "event":
+        return ["SM events", *(f"{' or '.join(str(c) for c in parts)} events" for parts in classes[1:])]
+    return ["SM only" if parts == (None,) else "SM + " + " or ".join(str(c) for c in parts) for parts in classes]
+
+
+@hep_style()
+def roc_figure(labels: np.ndarray, curves: Mapping[str, tuple[np.ndarray, float]], classes: Sequence[str],
+               description: str = "") -> Figure:
+    """ROC curves of several scores of the same test labels (1 = ``classes[1]``, the positive class);
+    ``curves[name] = (scores, auc)``, the AUC goes into the legend."""
     import torch
     from torchmetrics.functional.classification import binary_roc
 
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    fig, ax = plt.subplots()
     target = torch.as_tensor(labels).long()
     for name, (scores, auc) in curves.items():
-        fpr, tpr, _ = binary_roc(torch.as_tensor(scores).float(), target)
-        ax.plot(fpr, tpr, label=f"{name} (AUC = {auc:.4f})")
-    ax.plot([0, 1], [0, 1], ls=":", color="grey", label="chance")
-    ax.set(xlabel="false-positive rate (SM-only called signal)", ylabel="true-positive rate", title=title)
-    ax.legend(loc="lower right")
-    return _save(fig, path)
+        fpr, tpr, _ = binary_roc(torch.as_tensor(_ranks(scores)), target)
+        ax.plot(fpr.numpy(), tpr.numpy(), lw=2.5, label=f"{name} (AUC = {auc:.3f})")
+    ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=2, label="random guess (AUC = 0.5)")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel=f"false-positive rate ({classes[0]})",
+           ylabel=f"true-positive rate ({classes[1]})")
+    # below the diagonal, where no curve of an AUC above 0.5 goes
+    ax.legend(loc="lower right", fontsize="x-small", title_fontsize="x-small", alignment="left",
+              title=_lines(description, f"positive class: {classes[1]}"))
+    hep_label(ax)
+    return fig
 
 
-def plot_output_distributions(labels: np.ndarray, scores: np.ndarray, path: Path, title: str = "") -> Path:
-    """Network output for SM-only (label 0) and SM + signal (label 1) test histograms."""
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    bins = np.linspace(0, 1, 51)
-    for label, name in ((0, "SM only"), (1, "SM + signal")):
-        # matplotlib's stubs omit arrays from ``bins``, which takes any sequence of edges
-        ax.hist(scores[labels == label], bins,  # type: ignore[arg-type]
-                histtype="step", lw=2, density=True, label=name)
-    ax.set(xlabel="network output", ylabel="density", title=title)
-    ax.legend()
-    return _save(fig, path)
+@hep_style()
+def output_figure(labels: np.ndarray, scores: np.ndarray, classes: Sequence[str], description: str = "") -> Figure:
+    """Distribution of the network output (probability of ``classes[1]``) for each true class."""
+    fig, ax = plt.subplots()
+    edges = np.linspace(0, 1, 51)
+    for label, name in enumerate(classes):
+        counts, _ = np.histogram(scores[labels == label], edges)
+        hep.histplot(counts / max(counts.sum(), 1), edges, ax=ax, lw=2.5, label=name)
+    ax.set(xlim=(0, 1), xlabel=f"network output (probability of {classes[1]})", ylabel="fraction of the class per 0.02")
+    ax.set_ylim(0, 1.45 * ax.get_ylim()[1])  # headroom for the legend
+    ax.legend(loc="upper center", title=_lines(description, "true class:"), alignment="left")
+    hep_label(ax)
+    return fig
 
 
-def plot_example_histograms(histograms: np.ndarray, labels: np.ndarray, names: list[str], extent: list[float],
-                            path: Path) -> Path:
-    """One example (pT, eta) histogram per class, as images."""
-    classes = sorted(set(labels.tolist()))
-    fig, axes = plt.subplots(1, len(classes), figsize=(4.2 * len(classes), 3.8), squeeze=False)
-    for ax, k in zip(axes[0], classes):
-        image = histograms[np.flatnonzero(labels == k)[0]]
-        shown = ax.imshow(image.T, origin="lower", aspect="auto", extent=extent, cmap="viridis")
-        ax.set(xlabel=r"$p_T$ [GeV]", ylabel=r"$\eta$", title=names[k])
-        fig.colorbar(shown, ax=ax)
-    return _save(fig, path)
+@hep_style()
+def example_histograms_figure(counts: np.ndarray, labels: np.ndarray, classes: Sequence[str],
+                              edges: tuple[np.ndarray, np.ndarray], description: str = "") -> Figure:
+    """Top row: one test histogram ``counts`` (H, n_pt, n_eta) of each class, log colour scale. Bottom row: the
+    mean over the test set of the first class, and of each other class minus it (symmetric log scale)."""
+    present = [k for k in range(len(classes)) if (labels == k).any()]
+    examples = [counts[np.flatnonzero(labels == k)[0]] for k in present]
+    means = {k: counts[labels == k].mean(axis=0) for k in present}
+    reference = present[0]
+    differences = [means[k] - means[reference] for k in present[1:]]
+
+    fig, axes = plt.subplots(2, len(present), figsize=(9.5 * len(present), 16), squeeze=False)
+    example_norm = _log_norm(*examples)
+    for ax, k, image in zip(axes[0], present, examples):
+        _image(fig, ax, edges, image, example_norm, "viridis", "events per bin", f"{classes[k]}, one histogram")
+    _image(fig, axes[1][0], edges, means[reference], _log_norm(means[reference]), "viridis", "mean events per bin",
+           f"{classes[reference]}, mean")
+    largest = max((np.abs(d).max() for d in differences), default=1.0) or 1.0
+    difference_norm = SymLogNorm(linthresh=max(largest / 100, 1e-3), vmin=-largest, vmax=largest)
+    for ax, k, difference in zip(axes[1][1:], present[1:], differences):
+        _image(fig, ax, edges, difference, difference_norm, "RdBu_r", "mean difference [events per bin]",
+               f"({classes[k]}) $-$ ({classes[reference]})")
+    hep_label(axes[0][0], right=False)
+    hep_label(axes[0][-1], left=False)
+    fig.suptitle(description)
+    return fig
 
 
-def plot_prediction_frequency(labels: np.ndarray, probabilities: np.ndarray, names: list[str], path: Path) -> Path:
-    """For each true class, how often each class is predicted: the top probability, if above 2/n_classes."""
+@hep_style()
+def prediction_frequency_figure(labels: np.ndarray, probabilities: np.ndarray, classes: Sequence[str],
+                                description: str = "") -> Figure:
+    """For each true class, the share of test histograms given to each class (the top probability, if above
+    2/n_classes) and the share with no confident prediction."""
     n = probabilities.shape[1]
-    top = probabilities.argmax(1)
-    confident = probabilities.max(1) > 2 / n
-    frequency = np.zeros((n, n))
+    frequency = prediction_frequency(labels, probabilities)
+    fig, ax = plt.subplots(figsize=(max(12, 3.2 * n), 10))
+    width = 0.8 / (n + 1)
+    for j, name in enumerate([*classes, f"{NO_PREDICTION} (top probability $\\leq$ 2/{n})"]):
+        grey = j == n
+        ax.bar(np.arange(n) + (j - n / 2) * width, frequency[:, j], width, label=name,
+               color="lightgrey" if grey else None, hatch="//" if grey else None, edgecolor="grey" if grey else None)
+    ax.set_xticks(range(n), classes)
+    ax.tick_params(axis="x", which="minor", bottom=False, top=False)
+    ax.set(ylim=(0, 1.6), xlabel="true class", ylabel="fraction of test histograms")
+    ax.legend(loc="upper left", ncols=2, title=_lines(description, "predicted class:"), alignment="left")
+    hep_label(ax)
+    return fig
+
+
+def prediction_frequency(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """(n, n + 1): per true class, the fraction predicted as each class, then the fraction with no confident
+    prediction (top probability <= 2/n)."""
+    n = probabilities.shape[1]
+    predicted = np.where(probabilities.max(1) > 2 / n, probabilities.argmax(1), n)
+    frequency = np.zeros((n, n + 1))
     for true in range(n):
         rows = labels == true
         if rows.any():
-            frequency[true] = np.bincount(top[rows & confident], minlength=n) / rows.sum()
-    fig, ax = plt.subplots(figsize=(1.0 * n + 3, 0.8 * n + 2))
-    shown = ax.imshow(frequency, vmin=0, vmax=1, cmap="Blues")
-    for i in range(n):
-        for j in range(n):
-            ax.text(j, i, f"{frequency[i, j]:.2f}", ha="center", va="center", fontsize=8)
-    ax.set_xticks(range(n), names, rotation=45, ha="right")
-    ax.set_yticks(range(n), names)
-    ax.set(xlabel=f"predicted (top probability > 2/{n})", ylabel="true class")
-    fig.colorbar(shown, ax=ax)
-    return _save(fig, path)
+            frequency[true] = np.bincount(predicted[rows], minlength=n + 1) / rows.sum()
+    return frequency
 
 
-def _save(fig, path: Path) -> Path:
+@hep_style()
+def save(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG at ``path`` (folders made) and close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
+
+
+def _image(fig: Figure, ax: Axes, edges: tuple[np.ndarray, np.ndarray], image: np.ndarray, norm, cmap: str,
+           bar_label: str, name: str) -> None:
+    """A (pT, eta) histogram on ``ax`` with a labelled colour bar and its name in the corner."""
+    shown = ax.pcolormesh(edges[0], edges[1], image.T, norm=norm, cmap=cmap)
+    fig.colorbar(shown, ax=ax, label=bar_label, pad=0.02)
+    ax.set(xlabel=r"$p_T$ [GeV]", ylabel=r"$\eta$")
+    ax.text(0.97, 0.96, name, transform=ax.transAxes, ha="right", va="top", fontsize="small",
+            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8})
+
+
+def _log_norm(*images: np.ndarray) -> LogNorm:
+    """A log colour scale from the smallest positive to the largest value of ``images`` (empty bins stay blank)."""
+    values = np.concatenate([image.ravel() for image in images])
+    positive = values[values > 0]
+    low = positive.min() if positive.size else 1.0
+    return LogNorm(low, max(values.max(), 10 * low))
+
+
+def _ranks(scores: np.ndarray) -> np.ndarray:
+    """Scores mapped monotonically into [0, 1] with ties kept: torchmetrics would squash scores outside [0, 1]
+    with a sigmoid, turning distinct large likelihood ratios into ties."""
+    values, inverse = np.unique(np.asarray(scores, dtype=np.float64), return_inverse=True)
+    return (inverse / max(len(values) - 1, 1)).astype(np.float32)
+
+
+def _lines(*parts: str) -> str:
+    return "\n".join(p for p in parts if p)

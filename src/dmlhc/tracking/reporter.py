@@ -5,7 +5,8 @@ Metrics: ``test/auc_optimal`` (with ``_std``, its spread over bootstrap replicas
 train pools, and ``_pseudo_count``; multiclass: ``test/auc_optimal_class<k>``), logged at
 the step of the network's ``test/auc`` so MLflow's charts put them side by side, and
 added to ``trainer.callback_metrics``. Params: pool sizes, N/B and selection efficiencies
-(``data.*``). Artifacts: ``plots/roc.png`` (network and optimum), ``plots/outputs.png``,
+(``data.*``; a one-signal task's sample named by its role, ``signal``, ``other``).
+Artifacts: ``plots/roc.png`` (network and optimum), ``plots/outputs.png``,
 ``plots/example_histograms.png``, or ``plots/prediction_frequency.png`` for multiclass;
 the files stay under ``<trainer.default_root_dir>/plots/<run id>/``.
 """
@@ -18,7 +19,15 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from dmlhc.tracking.plots import plot_example_histograms, plot_output_distributions, plot_prediction_frequency, plot_roc
+from dmlhc.tracking.plots import (
+    class_names,
+    describe_run,
+    example_histograms_figure,
+    output_figure,
+    prediction_frequency_figure,
+    roc_figure,
+    save,
+)
 from dmlhc.tracking.store import flatten
 
 
@@ -27,6 +36,7 @@ class ResultsReporter(pl.Callback):
 
     def __init__(self, n_bootstrap: int = 20, plots: bool = True):
         self.n_bootstrap, self.plots = int(n_bootstrap), bool(plots)
+        self.plot_paths: list[Path] = []  # of the last test, for the job's summary
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         datamodule: Any = getattr(trainer, "datamodule", None)
@@ -45,38 +55,49 @@ class ResultsReporter(pl.Callback):
             step = max((m.step for m in client.get_metric_history(run_id, "test/auc")), default=0)
             for key, value in metrics.items():
                 client.log_metric(run_id, key, value, step=step)
-            for key, value in flatten({"data": datamodule.summary()}).items():
+            for key, value in flatten({"data": by_role(datamodule.summary(), datamodule)}).items():
                 if key.startswith(("data.pool", "data.selection_efficiency")):
                     client.log_param(run_id, key, value)
         if self.plots:
             folder = Path(trainer.default_root_dir) / "plots" / (run_id or "run")
             network_auc = float(trainer.callback_metrics["test/auc"])
-            for path in self._plots(datamodule, pl_module, optimum, network_auc, folder):
+            self.plot_paths = self._plots(datamodule, pl_module, optimum, network_auc, folder)
+            for path in self.plot_paths:
                 if client is not None:
                     client.log_artifact(run_id, str(path), "plots")
 
     def _plots(self, datamodule, pl_module, optimum, network_auc: float, folder: Path) -> list[Path]:
-        labels = datamodule.sets["test"].y.cpu().numpy()
+        labels = datamodule.sets["test"].y.cpu().numpy().astype(int)
         scores = torch.cat(pl_module.test_scores).numpy()
-        sources = list(datamodule.signal_sources)
-        names = ["SM only", *(f"SM + {s}" for s in sources)]
-        title = f"{', '.join(sources)}, S/sqrt(B) = {datamodule.snr:g}, B = {datamodule.n_background}"
-        paths = []
+        task = datamodule.task
+        names = class_names(task.name, task.classes)
+        description = describe_run(task.name, list(datamodule.signal_sources), datamodule.snr,
+                                   datamodule.n_background)
+        figures = {}
         if datamodule.n_classes == 2:
-            curves = {type(pl_module.net).__name__: (scores, network_auc)}
-            if datamodule.task.name != "event":
-                curves["likelihood ratio (optimum)"] = (optimum.scores.cpu().numpy(), optimum.auc)
-            paths += [plot_roc(labels, curves, folder / "roc.png", title),
-                      plot_output_distributions(labels, scores, folder / "outputs.png", title)]
-            if datamodule.task.name == "model_vs_model":
-                names = [f"SM + {s}" for s in reversed(sources)]
+            optimum_name = f"{'per-event ' if task.name == 'event' else ''}likelihood ratio (optimum)"
+            curves = {type(pl_module.net).__name__: (scores, network_auc),
+                      optimum_name: (optimum.scores.cpu().numpy(), optimum.auc)}
+            figures["roc"] = roc_figure(labels, curves, names, description)
+            figures["outputs"] = output_figure(labels, scores, names, description)
         else:
-            paths.append(plot_prediction_frequency(labels, scores, names, folder / "prediction_frequency.png"))
-        if datamodule.task.name != "event":
-            b = datamodule.binning
-            paths.append(plot_example_histograms(datamodule.test_histograms.cpu().numpy(), labels.astype(int), names,
-                                                 [*b.pt_range, *b.eta_range], folder / "example_histograms.png"))
-        return paths
+            figures["prediction_frequency"] = prediction_frequency_figure(labels, scores, names, description)
+        if task.name != "event":
+            counts = datamodule.test_counts.cpu().numpy().reshape(-1, *datamodule.binning.shape)
+            figures["example_histograms"] = example_histograms_figure(counts, labels, names, datamodule.binning.edges(),
+                                                                      description)
+        return [save(figure, folder / f"{name}.png") for name, figure in figures.items()]
+
+
+def by_role(summary: dict, datamodule) -> dict:
+    """The DataModule's summary with the one-signal tasks' sample names replaced by their role (``signal``, and
+    ``other`` for model_vs_model), so the pool keys of runs of different benchmarks line up; multi-benchmark
+    tasks keep the benchmark names (the same in every run of the task)."""
+    names = list(datamodule.signal_sources)
+    if datamodule.task.name in ("multiclass", "multimodel"):
+        return summary
+    roles = dict(zip(names, ("signal", "other")))
+    return {"/".join(roles.get(part, part) for part in key.split("/")): value for key, value in summary.items()}
 
 
 def _mlflow_run(logger) -> tuple[Any, str | None]:

@@ -18,8 +18,9 @@ class PrunerConf:
 @dataclass
 class OptunaSweeperConf:
     _target_: str = "hydra_plugins.dmlhc_optuna_sweeper.sweeper.OptunaSweeper"
-    study_name: str = "dmlhc"
-    storage: str | None = None  # any SQLAlchemy URL; None: sqlite:///mlruns/optuna.db
+    study_name: str | None = None  # None: named by the search and its fixed settings (signal, snr, B, task)
+    # any SQLAlchemy URL; None: sqlite:///mlruns/optuna.db. A password: '${oc.env:OPTUNA_STORAGE}', not literally
+    storage: str | None = None
     direction: str = "maximize"
     n_trials: int = 20  # the study's budget, shared by every worker on the storage
     n_jobs: int = 1  # trials launched together (a batch for the launcher)

@@ -3,15 +3,27 @@
 Resuming: the study lives in an RDB storage (SQLite by default, PostgreSQL for many
 workers); re-running the same command loads it and runs only what is missing of
 the budget. Trials count towards ``n_trials`` when complete, pruned, failed by their
-job, or running with a live heartbeat; a trial whose worker died (Ctrl-C, node
-lost) stops beating and is marked failed at the next start, so it is asked again.
-Several workers on one storage share the budget: a trial asked beyond it is
-discarded (failed with ``over_budget``) before it runs.
+job, or running with a live owner. A trial whose worker died is stale: on this host
+at once (its process is gone, ``dmlhc.tracking.owners``), elsewhere when its heartbeat
+stops for ``GRACE_SECONDS``. Every ask first fails stale trials, asks them again with
+the same params (once) and marks their MLflow runs KILLED. Ctrl-C fails the running
+trials at once. Several workers on one storage share the budget: a trial asked beyond
+it is discarded (failed with ``over_budget``) before it runs.
+
+A study answers one question: its fixed settings (:data:`FIXED_KEYS`, less the searched
+ones) are stored with it, and a command whose settings differ is refused. The default
+study name is made of them (``<search>_<signal>_snr<snr>_B<B>_<task>_<hash>``), so a
+changed setting starts a new study. The storage URL goes to the jobs through an
+environment variable, never into their saved configs; what is logged has no password.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
 import logging
+import os
 import threading
 import warnings
 from pathlib import Path
@@ -27,7 +39,10 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from dmlhc.tracking.store import log_study_summary, retry_on_race, sqlite_creation_lock
+from dmlhc.errors import ConfigError, StoreError, reported_as_exit_codes
+from dmlhc.tracking.owners import is_dead, owner
+from dmlhc.tracking.secrets import redact, redact_url
+from dmlhc.tracking.store import close_trial_runs, flatten, log_study_summary, retry_on_race, sqlite_creation_lock
 
 if TYPE_CHECKING:
     from optuna.storages._heartbeat import BaseHeartbeat
@@ -35,8 +50,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_STORAGE = "sqlite:///mlruns/optuna.db"
-HEARTBEAT_SECONDS = 30
-GRACE_SECONDS = 120
+STORAGE_ENV = "DMLHC_OPTUNA_STORAGE"  # the storage URL, for the jobs (their configs hold only ${oc.env:...})
+HEARTBEAT_SECONDS = 10
+GRACE_SECONDS = 60  # a trial of a worker on another host is stale this long after its last heartbeat
+OWNER_ATTR = "dmlhc.owner"  # trial user attr: the worker process (owners.owner())
+FIXED_ATTR = "dmlhc.fixed"  # study user attr: its fixed settings
+# What a study's question is made of: a command that changes one of these asks another question.
+FIXED_KEYS = ("signal", "background", "snr", "data.task", "data.benchmarks", "data.other", "optimized_metric")
 
 
 def distribution_of(override: Override) -> BaseDistribution:
@@ -56,7 +76,7 @@ def distribution_of(override: Override) -> BaseDistribution:
         if all(isinstance(x, int) for x in (value.start, value.end)):
             return IntDistribution(int(value.start), int(value.end), log=log_scale)
         return FloatDistribution(float(value.start), float(value.end), log=log_scale)
-    raise ValueError(f"{override.input_line}: give the search space as choice(...), range(...) or interval(...)")
+    raise ConfigError(f"{override.input_line}: not a search space; give choice(...), range(...) or interval(...)")
 
 
 def search_space(params: dict[str, Any], arguments: list[str]) -> tuple[dict[str, BaseDistribution], list[str]]:
@@ -83,10 +103,35 @@ def counts_towards_budget(trial: optuna.trial.FrozenTrial) -> bool:
     return trial.state == TrialState.FAIL and "job_error" in trial.user_attrs
 
 
+def fixed_settings(config: DictConfig, space: dict[str, BaseDistribution], direction: str) -> dict[str, Any]:
+    """The settings that make a study's question (:data:`FIXED_KEYS`, flat, searched keys left out; numbers as
+    floats, so ``snr=2`` and ``snr=2.0`` are one question) and the direction."""
+    values = {key: OmegaConf.select(config, key, default=None) for key in FIXED_KEYS}
+    values = {key: OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig) else v
+              for key, v in values.items()}
+    flat = flatten(values) | {"direction": direction}
+
+    def searched(key: str) -> bool:
+        return any(key == s or key.startswith(f"{s}.") or s.startswith(f"{key}.") for s in space)
+
+    return {key: float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+            for key, v in flat.items() if not searched(key)}
+
+
+def default_study_name(config: DictConfig, fixed: dict[str, Any]) -> str:
+    """``<search>_<signal>_snr<snr>_B<B>_<task>_<hash of the fixed settings>``."""
+    search = OmegaConf.select(config, "hydra.runtime.choices.hparams_search", default=None) or "study"
+    digest = hashlib.sha256(json.dumps(fixed, sort_keys=True, default=str).encode()).hexdigest()[:6]
+    parts = [search, fixed.get("signal.name"), f"snr{fixed['snr']:g}" if "snr" in fixed else None,
+             f"B{fixed['background.n_background']:g}" if "background.n_background" in fixed else None,
+             fixed.get("data.task"), digest]
+    return "_".join(str(part) for part in parts if part is not None)
+
+
 class OptunaSweeper(Sweeper):
     """``python train.py hparams_search=<name> -m``: an Optuna study over Hydra overrides."""
 
-    def __init__(self, study_name: str, storage: str | None, direction: str, n_trials: int, n_jobs: int,
+    def __init__(self, study_name: str | None, storage: str | None, direction: str, n_trials: int, n_jobs: int,
                  seed: int | None, pruner: DictConfig, params: DictConfig | None, **_: Any):
         self.study_name, self.direction = study_name, direction
         self.storage_url = storage or DEFAULT_STORAGE
@@ -95,6 +140,7 @@ class OptunaSweeper(Sweeper):
         # a DictConfig's container is a dict
         self.params = cast(dict[str, Any], OmegaConf.to_container(params, resolve=True)) if params is not None else {}
         self.job_idx = 0
+        self.stale: list[int] = []  # numbers of the trials this worker found stale
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.hydra_context, self.config = hydra_context, config
@@ -103,11 +149,29 @@ class OptunaSweeper(Sweeper):
 
     # ------------------------------------------------------------------ the study
     def _storage(self) -> optuna.storages.RDBStorage:
+        """The RDB storage with heartbeats; a URL that cannot be opened is a StoreError (without its password)."""
+        import sqlalchemy
+
         engine = {"connect_args": {"timeout": 60}} if self.storage_url.startswith("sqlite") else {}
-        with sqlite_creation_lock(self.storage_url):
+        shown = f"hydra.sweeper.storage={redact_url(self.storage_url)}"
+        try:  # one plain connection first: an unreachable or malformed URL fails now, not after retries
+            probe = sqlalchemy.create_engine(self.storage_url, **engine)
+            with sqlite_creation_lock(self.storage_url), probe.connect():
+                pass
+            probe.dispose()
+        except ImportError as err:
+            raise StoreError(f"{shown}: no driver for this database ({err}); install it (PostgreSQL: "
+                             "pip install -e '.[postgres]')") from None
+        except Exception as err:  # noqa: BLE001  sqlalchemy: a malformed URL, an unknown dialect, no server
+            problem = redact(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
+            raise StoreError(f"{shown}: cannot open the Optuna storage ({problem}); give a reachable SQLAlchemy "
+                             "URL (default sqlite:///mlruns/optuna.db), a password through "
+                             "hydra.sweeper.storage='${oc.env:OPTUNA_STORAGE}'") from None
+        with sqlite_creation_lock(self.storage_url), warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: experimental
             return retry_on_race(lambda: optuna.storages.RDBStorage(
                 self.storage_url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_SECONDS,
-                grace_period=GRACE_SECONDS))
+                grace_period=GRACE_SECONDS, heartbeat_stale_trial_callback=self._retry_stale))
 
     def _pruner(self) -> optuna.pruners.BasePruner:
         if not self.pruner_conf.enabled:
@@ -115,25 +179,50 @@ class OptunaSweeper(Sweeper):
         return optuna.pruners.MedianPruner(n_startup_trials=self.pruner_conf.n_startup_trials,
                                            n_warmup_steps=self.pruner_conf.n_warmup_steps)
 
-    def sweep(self, arguments: list[str]) -> list[Any]:
-        space, fixed = search_space(self.params, arguments)
-        if not space:
-            raise ValueError("hparams_search: no search space; give hydra.sweeper.params or sweep overrides")
-        storage = self._storage()
+    def _study(self, space: dict[str, BaseDistribution]) -> optuna.Study:
+        """The study of this question, created or loaded; refused (ConfigError) if stored with other settings."""
+        if self.direction not in ("minimize", "maximize"):
+            raise ConfigError(f"hydra.sweeper.direction={self.direction}: choose maximize or minimize")
+        assert self.config is not None  # set by setup(), which Hydra calls before sweep()
+        fixed = fixed_settings(self.config, space, self.direction)
+        self.study_name = self.study_name or default_study_name(self.config, fixed)
+        self.storage = storage = self._storage()
         study = retry_on_race(lambda: optuna.create_study(
             study_name=self.study_name, storage=storage, pruner=self._pruner(), load_if_exists=True,
-            direction=cast(Literal["minimize", "maximize"], self.direction)))  # any other string: optuna raises
+            direction=cast(Literal["minimize", "maximize"], self.direction)))
+        stored = study.user_attrs.get(FIXED_ATTR)
+        if stored is None:
+            study.set_user_attr(FIXED_ATTR, fixed)
+        elif stored != fixed:
+            differ = sorted(k for k in {*stored, *fixed} if stored.get(k) != fixed.get(k))
+            then = ", ".join(f"{k}={stored.get(k)}" for k in differ)
+            now = ", ".join(f"{k}={fixed.get(k)}" for k in differ)
+            raise ConfigError(f"hydra.sweeper.study_name={self.study_name}: this study in "
+                              f"{redact_url(self.storage_url)} searched with {then}, this command has {now}; give "
+                              "another hydra.sweeper.study_name (or none: the default name follows the settings), "
+                              "or the study's settings to resume it")
+        study.set_user_attr("pruner", OmegaConf.to_container(self.pruner_conf))  # read by the trials' jobs
+        return study
+
+    def sweep(self, arguments: list[str]) -> list[Any]:
+        with reported_as_exit_codes("unfinished trials were marked failed; re-run the command to resume the study"):
+            return self._sweep(arguments)
+
+    def _sweep(self, arguments: list[str]) -> list[Any]:
+        space, fixed = search_space(self.params, arguments)
+        if not space:
+            raise ConfigError("hparams_search: no search space; give hydra.sweeper.params or sweep overrides")
+        study = self._study(space)
         # Seeded TPE; a worker joining (or resuming) a study offsets the seed by the trials already there,
         # so two workers started together do not propose the same points.
         existing = len(study.get_trials(deepcopy=False))
         study.sampler = optuna.samplers.TPESampler(seed=None if self.seed is None else self.seed + existing)
-        study.set_user_attr("pruner", OmegaConf.to_container(self.pruner_conf))  # read by the trials' jobs
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            stale = optuna.storages.fail_stale_trials(study)
+        self._fail_stale(study)
         done = sum(counts_towards_budget(t) for t in study.get_trials(deepcopy=False))
-        log.info("study %r on %s: %d of %d trials done or running%s", self.study_name, self.storage_url, done,
-                 self.n_trials, f" ({len(stale)} stale marked failed)" if stale else "")
+        log.info("study %r on %s: %d of %d trials done or running%s", self.study_name,
+                 redact_url(self.storage_url), done, self.n_trials,
+                 f" (stale trials {self.stale} failed, asked again)" if self.stale else "")
+        os.environ[STORAGE_ENV] = self.storage_url  # the jobs' optuna_trial.storage; in no saved config
         returns: list[Any] = []
         untold: list[optuna.Trial] = []  # asked, not yet told: freed if the sweep is interrupted
         try:
@@ -143,11 +232,11 @@ class OptunaSweeper(Sweeper):
                     break
                 overrides = [[*fixed, *(f"{key}={value}" for key, value in trial.params.items()),
                               f"+optuna_trial.study_name={self.study_name}",
-                              f"+optuna_trial.storage='{self.storage_url}'",
+                              f"+optuna_trial.storage=${{oc.env:{STORAGE_ENV}}}",
                               f"+optuna_trial.number={trial.number}", f"+optuna_trial.direction={self.direction}"]
                              for trial in trials]
                 self.validate_batch_is_legal(overrides)
-                with _Heartbeat(storage, [t._trial_id for t in trials]):
+                with _Heartbeat(self.storage, [t._trial_id for t in trials]):
                     assert self.launcher is not None  # set by setup(), which Hydra calls before sweep()
                     results = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
                 self.job_idx += len(trials)
@@ -166,17 +255,51 @@ class OptunaSweeper(Sweeper):
         self._report(study)
         return returns
 
+    # ------------------------------------------------------------------ stale trials
+    def _retry_stale(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        """A trial just failed as stale: ask it again with the same params (once), remember it."""
+        self.stale.append(trial.number)
+        retry = copy.deepcopy(trial)
+        retry.user_attrs = {k: v for k, v in trial.user_attrs.items() if k != OWNER_ATTR}  # the dead worker's
+        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)(study, retry)
+
+    def _fail_stale(self, study: optuna.Study) -> None:
+        """Fail the running trials whose worker is dead (this host: its process is gone; elsewhere: no heartbeat
+        for GRACE_SECONDS), ask them again, and close their MLflow runs as KILLED."""
+        found = len(self.stale)
+        storage = study._storage
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if is_dead(trial.user_attrs.get(OWNER_ATTR) or {}):
+                try:
+                    failed = storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+                except optuna.exceptions.UpdateFinishedTrialError:  # another worker failed it first
+                    continue
+                if failed:
+                    self._retry_stale(study, storage.get_trial(trial._trial_id))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)  # heartbeats; calls _retry_stale for each
+        if len(self.stale) > found:
+            assert self.config is not None  # set by setup(), which Hydra calls before sweep()
+            close_trial_runs(self.config.logger.mlflow, str(self.study_name), self.stale[found:],
+                             "the worker of this Optuna trial died (the trial failed as stale and is asked again)")
+
+    # ------------------------------------------------------------------ ask and tell
     def _ask(self, study: optuna.Study, space: dict[str, BaseDistribution]) -> list[optuna.Trial]:
         """Up to n_jobs new trials within the budget shared by every worker on the storage."""
+        self._fail_stale(study)  # a dead worker's places are free again
         trials = []
         for _ in range(self.n_jobs):
             counted = sum(counts_towards_budget(t) for t in study.get_trials(deepcopy=False))
             if counted >= self.n_trials:
                 break
-            trial = study.ask(space)
+            with warnings.catch_warnings():  # "heartbeat is supposed to be used with Study.optimize": we beat
+                warnings.simplefilter("ignore", UserWarning)
+                trial = study.ask(space)
             # the study's storage is built on the RDBStorage of _storage(), a heartbeat storage
             heartbeat = cast("BaseHeartbeat", study._storage)
             heartbeat.record_heartbeat(trial._trial_id)  # from now on a dead worker's trial goes stale
+            trial.set_user_attr(OWNER_ATTR, owner())
             earlier = [t for t in study.get_trials(deepcopy=False)
                        if t.number < trial.number and counts_towards_budget(t)]
             if len(earlier) >= self.n_trials:  # another worker took the last places meanwhile
@@ -188,11 +311,14 @@ class OptunaSweeper(Sweeper):
 
     def _tell(self, study: optuna.Study, trial: optuna.Trial, result) -> None:
         frozen = study._storage.get_trial(trial._trial_id)
+        if frozen.state != TrialState.RUNNING:  # failed as stale by another worker while this one was stalled
+            log.warning("trial %d was failed as stale by another worker; its result is not told", trial.number)
+            return
         try:
             value = result.return_value  # re-raises the job's exception
         except Exception as err:  # noqa: BLE001  the job failed: record it, go on with the study
-            log.error("trial %d failed: %s", trial.number, err)
-            trial.set_user_attr("job_error", f"{type(err).__name__}: {err}"[:500])
+            log.error("trial %d failed: %s", trial.number, redact(str(err)))
+            trial.set_user_attr("job_error", redact(f"{type(err).__name__}: {err}")[:500])
             study.tell(trial, state=TrialState.FAIL)
             return
         if frozen.user_attrs.get("pruned"):
@@ -211,10 +337,13 @@ class OptunaSweeper(Sweeper):
         except ValueError:
             log.warning("study %r has no complete trial", self.study_name)
             return
-        states = [t.state.name for t in study.get_trials(deepcopy=False)]
-        summary = {"study_name": self.study_name, "storage": self.storage_url, "direction": self.direction,
-                   "best_value": best.value, "best_params": best.params, "best_trial": best.number,
-                   "n_complete": states.count("COMPLETE"), "n_pruned": states.count("PRUNED")}
+        trials = study.get_trials(deepcopy=False)
+        states = [t.state.name for t in trials]
+        summary = {"study_name": self.study_name, "storage": redact_url(self.storage_url),
+                   "direction": self.direction, "best_value": best.value, "best_params": best.params,
+                   "best_trial": best.number, "n_complete": states.count("COMPLETE"),
+                   "n_pruned": states.count("PRUNED"), "n_finished": sum(t.state.is_finished() for t in trials),
+                   "fixed": study.user_attrs.get(FIXED_ATTR, {})}
         log.info("best trial %d: value %.5f, params %s", best.number, best.value, best.params)
         print(f"Best of study {self.study_name!r}: trial {best.number}, value {best.value:.5f}, params {best.params}")
         assert self.config is not None  # set by setup(), which Hydra calls before sweep()
