@@ -273,7 +273,14 @@ def test_a_cached_sample_without_a_record_is_read_once_and_kept(dirs):
 
 # ------------------------------------------------------------------------------------------- interrupts
 def _children(pid: int) -> list[int]:
-    return [int(c) for task in Path(f"/proc/{pid}/task").glob("*") for c in (task / "children").read_text().split()]
+    """The child processes of ``pid`` (a thread may end between listing and reading: it has none then)."""
+    children = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children += [int(c) for c in (task / "children").read_text().split()]
+        except FileNotFoundError:
+            continue
+    return children
 
 
 def _alive(pid: int) -> bool:
@@ -284,6 +291,19 @@ def _alive(pid: int) -> bool:
         return False
 
 
+_STARTED: list[int] = []  # process groups of the generations started by a test, killed after it whatever happened
+
+
+@pytest.fixture(autouse=True)
+def _no_generation_outlives_its_test():
+    yield
+    while _STARTED:
+        try:
+            os.killpg(_STARTED.pop(), signal.SIGKILL)  # a failed test must not leave Pythia running for the next ones
+        except ProcessLookupError:
+            pass
+
+
 def _start_long_generation(cwd: Path, cache: Path, settle: float = 1.0) -> tuple[subprocess.Popen, list[int]]:
     """``dmlhc generate`` at shower level on two workers, far from done; returns ``settle`` seconds after the
     workers were forked (0: while the pool is still starting)."""
@@ -292,6 +312,7 @@ def _start_long_generation(cwd: Path, cache: Path, settle: float = 1.0) -> tuple
     env = {**os.environ, "DMLHC_CACHE": str(cache)}
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)
+    _STARTED.append(process.pid)
     deadline = time.monotonic() + 60
     while len(workers := _children(process.pid)) < (2 if settle else 1):
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()

@@ -10,10 +10,12 @@ written (``tree_state``); every kill case that no trial or run is left RUNNING.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -46,7 +48,8 @@ def _wait_for(condition, timeout: float = 300, what: str = "") -> None:
         try:
             if condition():
                 return
-        except (KeyError, sa.exc.OperationalError, mlflow.exceptions.MlflowException):  # store not made yet
+        except (KeyError, sa.exc.OperationalError, sqlite3.OperationalError,
+                mlflow.exceptions.MlflowException):  # store not made yet
             pass
         time.sleep(0.3)
     raise AssertionError(f"timed out waiting for {what}")
@@ -132,6 +135,16 @@ def test_owner_is_dead_once_its_process_is_gone():
     assert is_dead(recorded)
 
 
+def _running_runs_read_only(workdir) -> int:
+    """RUNNING runs in the job's MLflow store, read without creating anything (a poller must not race the job's
+    creation of a new store's tables)."""
+    database = workdir / "mlruns" / "mlflow.db"
+    if not database.exists():
+        return 0
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=1)) as connection:
+        return connection.execute("SELECT count(*) FROM runs WHERE status = 'RUNNING'").fetchone()[0]
+
+
 def _kill_when(process: subprocess.Popen, condition, what: str) -> None:
     try:
         _wait_for(condition, what=what)
@@ -146,8 +159,9 @@ def test_sweep_killed_mid_trial_resumes_at_once_and_completes_its_budget(workdir
     same params, its MLflow run is KILLED, and the study ends with 3 complete trials, nothing left RUNNING."""
     def trial_1_training():
         trials = _study(workdir).get_trials()
-        running = [r for r in _trial_runs(workdir) if r.data.tags["optuna.trial"] == "1"]
-        return len(trials) == 2 and trials[1].state == TrialState.RUNNING and running
+        if not (len(trials) == 2 and trials[1].state == TrialState.RUNNING):
+            return False  # the MLflow store is read only once trial 0 made it: a reader must not race its creation
+        return [r for r in _trial_runs(workdir) if r.data.tags["optuna.trial"] == "1"]
 
     _kill_when(_sweep(workdir, 3), trial_1_training, "trial 1 to train")
     (killed,) = [r for r in _trial_runs(workdir) if r.data.tags["optuna.trial"] == "1"]
@@ -171,7 +185,7 @@ def test_killed_train_py_run_is_marked_killed_by_the_next_job(workdir):
     train = [sys.executable, str(ROOT / "train.py"), *sample_args(workdir)]
     process = subprocess.Popen([*train, "trainer.max_epochs=500"], cwd=workdir, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
-    _kill_when(process, lambda: [r for r in _runs(workdir) if r.info.status == "RUNNING"], "the run to start")
+    _kill_when(process, lambda: _running_runs_read_only(workdir) > 0, "the run to start")
     (killed,) = _runs(workdir)
     assert killed.info.status == "RUNNING"
 

@@ -18,6 +18,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from dmlhc.tracking.store import sqlite_creation_lock
 from hydra_plugins.dmlhc_optuna_sweeper.sweeper import distribution_of, search_space
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,7 +68,11 @@ def _finish(process: subprocess.Popen) -> str:
 
 
 def _study(workdir: Path, name: str = "s") -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=f"sqlite:///{workdir / 'mlruns' / 'optuna.db'}")
+    """The study, loaded under the store's creation lock: a reader polling a sweep that is creating the storage's
+    tables would otherwise create them too (both insert alembic_version: an IntegrityError)."""
+    storage = f"sqlite:///{workdir / 'mlruns' / 'optuna.db'}"
+    with sqlite_creation_lock(storage):
+        return optuna.load_study(study_name=name, storage=storage)
 
 
 def _runs(workdir: Path) -> list:
