@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import uproot
 from conftest import synthetic_sample
-from user_errors import assert_user_error, run_entry_point, tree_state
+from user_errors import assert_user_error, default_sigint, run_entry_point, tree_state
 
 from dmlhc.errors import CONFIG_ERROR_EXIT, INPUT_DATA_ERROR_EXIT, INTERRUPTED_EXIT, STORE_ERROR_EXIT
 from dmlhc.events.delphes import read_delphes, write_delphes
@@ -312,7 +312,7 @@ def _start_long_generation(cwd: Path, cache: Path, settle: float = 1.0) -> tuple
                "shower", "--workers", "2", "--quiet"]
     env = {**os.environ, "DMLHC_CACHE": str(cache)}
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+                               start_new_session=True, preexec_fn=default_sigint)
     _STARTED.append(process)
     deadline = time.monotonic() + 60
     while len(workers := _children(process.pid)) < (2 if settle else 1):

@@ -17,6 +17,7 @@ import mlflow
 import optuna
 import pytest
 from optuna.trial import TrialState
+from user_errors import default_sigint
 
 from dmlhc.tracking.store import sqlite_creation_lock
 from hydra_plugins.dmlhc_optuna_sweeper.sweeper import distribution_of, search_space
@@ -58,7 +59,8 @@ def sweep_args(workdir: Path, n_trials: int, *extra: str, study: str | None = "s
 
 def _sweep(workdir: Path, n_trials: int, *extra: str, study: str | None = "s", snr: float = 3) -> subprocess.Popen:
     command = [sys.executable, str(ROOT / "train.py"), *sweep_args(workdir, n_trials, *extra, study=study, snr=snr)[1:]]
-    return subprocess.Popen(command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=default_sigint)  # the interrupt test sends Ctrl-C
 
 
 def _finish(process: subprocess.Popen) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,12 @@ def run_entry_point(argv: list[str], cwd: Path, env: dict[str, str] | None = Non
         raise ValueError(f"unknown entry point {argv[0]!r}")
     full_env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "DMLHC_DEBUG")} | (env or {})
     return subprocess.run(command, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` of a child a test sends Ctrl-C: SIGINT handled as in a terminal, even where the test runner
+    itself ignores it (a shell's background job, ``nohup``), which the child would inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def assert_user_error(result: subprocess.CompletedProcess, exit_code: int, *fragments: str) -> None:
