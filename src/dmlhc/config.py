@@ -73,3 +73,13 @@ def silence_known_noise() -> None:
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoTip())
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     warnings.filterwarnings("ignore", message=r"Your `IterableDataset` has `__len__` defined")
+
+
+def prepare_process(cfg: DictConfig) -> None:
+    """What every job (train, eval) sets up in its process first: Lightning's known noise silenced, torch's
+    intra-op threads (``torch_threads``; null: torch's default)."""
+    silence_known_noise()
+    if cfg.get("torch_threads"):
+        import torch
+
+        torch.set_num_threads(integer("torch_threads", cfg.torch_threads, minimum=1))

@@ -18,12 +18,11 @@ from typing import Any
 
 import hydra
 import lightning.pytorch as pl
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from dmlhc.config import instantiate, instantiate_callbacks, silence_known_noise
+from dmlhc.config import instantiate, instantiate_callbacks, prepare_process
 from dmlhc.errors import ConfigError
 from dmlhc.tracking.runs import RunGroup, architecture_name, derived_params
 from dmlhc.tracking.secrets import redact
@@ -38,9 +37,7 @@ def evaluate(cfg: DictConfig, overrides: list[str] | None = None) -> float:
     """Test the checkpoint of ``cfg.run_id`` or ``cfg.ckpt_path``; ``overrides``: the command line's (default: the
     Hydra job's), which beat a training run's settings."""
     cfg, checkpoint, source = resolve(cfg, command_line_keys(overrides))
-    silence_known_noise()
-    if cfg.get("torch_threads"):
-        torch.set_num_threads(int(cfg.torch_threads))
+    prepare_process(cfg)
     datamodule = instantiate("data", cfg.data)
     datamodule.prepare_data()
     datamodule.setup("test")

@@ -14,10 +14,9 @@ import functools
 import logging
 
 import lightning.pytorch as pl
-import torch
 from omegaconf import DictConfig
 
-from dmlhc.config import instantiate, instantiate_callbacks, integer, silence_known_noise
+from dmlhc.config import instantiate, instantiate_callbacks, integer, prepare_process
 from dmlhc.rendezvous import bind_rendezvous_to_localhost
 from dmlhc.tracking.progress import without_disabled_progress
 from dmlhc.tracking.runs import RunGroup, derived_params
@@ -27,14 +26,12 @@ from dmlhc.tracking.store import check_tracking_store, configured_tracking_uri
 def train(cfg: DictConfig) -> float:
     """Run the job of ``cfg`` (one run, or a parent with ``repeats`` children); returns the optimised metric."""
     integer("repeats", cfg.repeats, minimum=1, fix="train at least once (repeats > 1: the paper's repeat statistic)")
-    silence_known_noise()
-    if cfg.get("torch_threads"):
-        torch.set_num_threads(integer("torch_threads", cfg.torch_threads, minimum=1))
+    prepare_process(cfg)
     datamodule = instantiate("data", cfg.data)  # validates the data settings, derives S and the input shape
     new_model = functools.partial(instantiate, "model", cfg.model, input_shape=datamodule.input_shape,
                                   n_classes=datamodule.n_classes)
     new_callbacks = functools.partial(instantiate_callbacks, cfg.callbacks)
-    new_model(), new_callbacks()  # a network or callback that cannot work fails here, before any sample is made
+    new_model()  # a network, callback or trainer that cannot work fails here, before any sample is made
     check_trainer(cfg, new_callbacks())
     if cfg.get("logger") and cfg.logger.get("mlflow"):  # an unusable store fails in seconds, before any sample
         check_tracking_store(configured_tracking_uri(cfg.logger.mlflow.tracking_uri), cfg.logger.mlflow.artifact_root)

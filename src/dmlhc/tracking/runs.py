@@ -34,6 +34,7 @@ from dmlhc.tracking.store import (
     global_rank,
     resolve_tracking_uri,
     sqlite_creation_lock,
+    study_run_id,
     trimmed_statistic,
 )
 from dmlhc.tracking.summary import job_summary, write_result
@@ -236,20 +237,11 @@ def study_run(uri: str, logger_cfg: DictConfig, trial: DictConfig) -> str:
     from mlflow import MlflowClient
 
     experiment_id = ensure_experiment(uri, logger_cfg.experiment_name, logger_cfg.artifact_root)
-    client = MlflowClient(uri)
-    name = str(trial.study_name)
-    query = f"tags.`optuna.summary` = 'true' and tags.`optuna.study` = '{name}'"
-    with sqlite_creation_lock(uri):  # trials starting together make one study run
-        runs = client.search_runs([experiment_id], query, order_by=["attributes.start_time ASC"], max_results=1)
-        if runs:
-            return runs[0].info.run_id
-        tags = {"optuna.summary": "true", "optuna.study": name}
-        storage = OmegaConf.select(trial, "storage", default=None, throw_on_resolution_failure=False)
-        if storage:
-            tags["optuna.storage"] = str(redact(storage))
-        run = client.create_run(experiment_id, run_name=f"study_{name}", tags=tags)
-        client.set_terminated(run.info.run_id)
-        return run.info.run_id
+    tags = {"optuna.summary": "true", "optuna.study": str(trial.study_name)}
+    storage = OmegaConf.select(trial, "storage", default=None, throw_on_resolution_failure=False)
+    if storage:
+        tags["optuna.storage"] = str(redact(storage))
+    return study_run_id(uri, MlflowClient(uri), experiment_id, tags)
 
 
 def log_checkpoint(logger: MLflowLogger, checkpoint: str) -> None:

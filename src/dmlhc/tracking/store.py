@@ -208,9 +208,10 @@ def _quoted(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _study_run(uri: str, client, experiment_id: str, tags: dict[str, str]) -> str:
-    """The id of the one summary run with ``tags`` (study, storage; the trials' parent), created if there is none.
-    Workers creating it at once on a server store each keep the oldest and delete the others, so one remains."""
+def study_run_id(uri: str, client, experiment_id: str, tags: dict[str, str]) -> str:
+    """The id of the one summary run with ``tags`` (study, storage; the trials' parent), created (and closed: the
+    summary brings it up to date) if there is none. Workers or trials creating it at once on a server store each
+    keep the oldest and delete the others, so one remains."""
     query = " and ".join(f"tags.`{key}` = {_quoted(value)}" for key, value in tags.items())
 
     def found():
@@ -219,7 +220,8 @@ def _study_run(uri: str, client, experiment_id: str, tags: dict[str, str]) -> st
     with sqlite_creation_lock(uri):
         runs = found()
         if not runs:
-            client.create_run(experiment_id, run_name=f"study_{tags['optuna.study']}", tags=tags)
+            client.set_terminated(client.create_run(experiment_id, run_name=f"study_{tags['optuna.study']}",
+                                                    tags=tags).info.run_id)
             runs = found()
     for duplicate in runs[1:]:
         client.delete_run(duplicate.info.run_id)
@@ -236,7 +238,7 @@ def log_study_summary(logger_cfg, summary: dict) -> str:
     """
     uri, client, experiment_id = _store(logger_cfg)
     tags = {"optuna.summary": "true", "optuna.study": summary["study_name"], "optuna.storage": summary["storage"]}
-    run_id = _study_run(uri, client, experiment_id, tags)
+    run_id = study_run_id(uri, client, experiment_id, tags)
     step = int(summary["n_finished"])
     newest = client.get_run(run_id).data.metrics.get("n_finished", -1)
     for key in ("best_value", "n_complete", "n_pruned", "n_finished"):
