@@ -36,7 +36,8 @@ import mlflow  # noqa: E402
 from dmlhc.tracking.store import resolve_tracking_uri as tracking_uri  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-COLUMNS = ("signal", "snr", "test/auc", "test/auc_optimal", "test/auc_optimal_std", "gap", "epochs", "run_id")
+COLUMNS = ("signal", "snr", "test/auc", "test/auc_std", "repeats", "test/auc_optimal", "test/auc_optimal_std", "gap",
+           "epochs", "run_id")
 
 
 def train_grid(name: str, overrides: list[str]) -> None:
@@ -47,7 +48,10 @@ def train_grid(name: str, overrides: list[str]) -> None:
 
 
 def collect(experiment: str) -> list[dict]:
-    """The newest finished run of every (signal, snr) of ``experiment``, as table rows sorted by signal and snr."""
+    """The newest finished run of every (signal, snr) of ``experiment``, as table rows sorted by signal and snr.
+
+    A point is a single run (``test/auc``) or, with repeats, the parent of its seeds' runs (``test/auc_mean`` +-
+    ``test/auc_std``, the trimmed statistic); the seeds' own runs are skipped."""
     client = mlflow.MlflowClient(tracking_uri())
     found = client.get_experiment_by_name(experiment)
     if found is None:
@@ -57,17 +61,21 @@ def collect(experiment: str) -> list[dict]:
                               order_by=["attributes.start_time DESC"], max_results=50000)
     rows: dict[tuple[str, float], dict] = {}
     for run in runs:
-        params, metrics = run.data.params, run.data.metrics
-        if not {"test/auc", "test/auc_optimal"} <= set(metrics) or "signal" not in params \
-                or "mlflow.parentRunId" in run.data.tags:
-            continue  # an incomplete run (interrupted before its optimum was logged) or a repeat's child
+        params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
+        repeat_child = tags.get("dmlhc.repeat") == "child" or (
+            "mlflow.parentRunId" in tags and "dmlhc.grid_run" not in tags and "dmlhc.repeat" not in tags)
+        network = metrics.get("test/auc_mean", metrics.get("test/auc"))
+        optimum = metrics.get("test/auc_optimal", metrics.get("test/auc_optimal_mean"))
+        if repeat_child or network is None or optimum is None or "signal" not in params:
+            continue  # a seed of a point with repeats, an incomplete run, a grid's or summary's run
         key = (params["signal"], float(params["snr"]))
         if key in rows:  # an older run of the same point
             continue
-        optimum = metrics["test/auc_optimal"]
-        rows[key] = {"signal": key[0], "snr": key[1], "test/auc": metrics["test/auc"], "test/auc_optimal": optimum,
+        rows[key] = {"signal": key[0], "snr": key[1], "test/auc": network,
+                     "test/auc_std": metrics.get("test/auc_std", float("nan")),
+                     "repeats": int(params.get("repeats", 1)), "test/auc_optimal": optimum,
                      "test/auc_optimal_std": metrics.get("test/auc_optimal_std", float("nan")),
-                     "gap": optimum - metrics["test/auc"], "epochs": int(metrics.get("epoch", -1)) + 1,
+                     "gap": optimum - network, "epochs": metrics.get("epochs", metrics.get("epoch", -2) + 1),
                      "run_id": run.info.run_id}
     return [rows[k] for k in sorted(rows)]
 

@@ -46,9 +46,10 @@ def test_quick_grid_reaches_the_optimum_and_is_collected(tmp_path):
     summary = client.search_runs([experiment.experiment_id], "tags.`dmlhc.summary` = 'grid'")
     assert len(summary) == 1
     assert {a.path for a in client.list_artifacts(summary[0].info.run_id)} == {"auc_vs_snr.csv", "auc_vs_snr.png"}
-    point = client.get_run(rows[0]["run_id"])
-    steps = {key: client.get_metric_history(point.info.run_id, key)[-1].step
-             for key in ("test/auc", "test/auc_optimal")}
+    assert all(int(r["repeats"]) == 5 and float(r["test/auc_std"]) >= 0 for r in rows)  # trimmed mean +- std
+    (seed,) = client.search_runs([experiment.experiment_id],
+                                 f"tags.`mlflow.parentRunId` = '{rows[0]['run_id']}' and params.seed = '1'")
+    steps = {key: client.get_metric_history(seed.info.run_id, key)[-1].step for key in ("test/auc", "test/auc_optimal")}
     assert steps["test/auc"] == steps["test/auc_optimal"]  # side by side in MLflow's charts
 
 
@@ -68,7 +69,7 @@ def test_experiment_configs_hold_the_papers_grid_and_its_exact_settings():
         grid = compose("train", overrides=["experiment=fig7"], return_hydra_config=True)
         paper = compose("train", overrides=["experiment=paper_table2"])
     params = grid.hydra.sweeper.params
-    assert len(params.signal.split(",")) == 10 and len(params.snr.split(",")) == 18
+    assert len(params.signal.split(",")) == 10 and len(grid.grid.snr) == 18 and grid.repeats == 10
     assert grid.background.n_background == 50_000 and grid.logger.mlflow.experiment_name == "fig7"
     assert not paper.architecture.standardise and not paper.architecture.skip
     assert (paper.model.lr, paper.model.weight_decay) == (1e-4, 0.0)

@@ -130,6 +130,9 @@ def optimal_auc(data: torch.Tensor, labels: torch.Tensor, task: Task, background
     index (H,) of single events (then pass n_background=0, n_signal=1). Probabilities come from the train
     pools' bin counts; ``n_bootstrap`` > 0 also resamples those pools (multinomially) to give a spread."""
 
+    if data.ndim == 2:
+        data = data.double()  # once, not for every replica (the scorer works in float64)
+
     def evaluate(background, signals):
         scorer = LikelihoodRatio(class_probabilities(
             task, bin_probabilities(background, pseudo_count),
@@ -160,6 +163,7 @@ def choose_pseudo_count(data: torch.Tensor, labels: torch.Tensor, task: Task, ba
                         candidates: Sequence[float] = PSEUDO_COUNTS) -> float:
     """The pseudo-count of ``candidates`` whose plug-in statistic has the highest AUC on ``data`` (a validation
     set, never the test set); the smallest one among equals."""
+    data = data.double() if data.ndim == 2 else data  # once for all candidates
     aucs = [optimal_auc(data, labels, task, background_counts, signal_counts, n_background, n_signal,
                         pseudo_count=alpha).auc for alpha in candidates]
     return float(candidates[max(range(len(aucs)), key=lambda k: (aucs[k], -k))])

@@ -24,7 +24,12 @@ from dmlhc.tracking.store import check_tracking_store, configured_tracking_uri
 
 
 def train(cfg: DictConfig) -> float:
-    """Run the job of ``cfg`` (one run, or a parent with ``repeats`` children); returns the optimised metric."""
+    """Run the job of ``cfg`` (one run, or a parent with ``repeats`` children; with ``grid.snr`` every point of the
+    grid at once, :mod:`dmlhc.grid`); returns the optimised metric."""
+    if (cfg.get("grid") or {}).get("snr") is not None:
+        from dmlhc.grid import train_grid
+
+        return train_grid(cfg)
     integer("repeats", cfg.repeats, minimum=1, fix="train at least once (repeats > 1: the paper's repeat statistic)")
     prepare_process(cfg)
     datamodule = instantiate("data", cfg.data)  # validates the data settings, derives S and the input shape

@@ -329,6 +329,8 @@ class EnsembleDataModule(pl.LightningDataModule):
         self.device = self._resolve_device()
         options = dict(binning=self.binning, cuts=self.cuts, fractions=self.fractions, device=self.device)
         for index, (name, source) in enumerate(self._sources().items()):
+            if name in self.pools:  # shared by another DataModule of the same samples (share_pools)
+                continue
             seed = _derive_seed(self.data_seed, "split", index)
             events = load(source, self.generation, self.cache_dir) if is_spec(source) else source
             self.pools[name] = make_pools(events, name=name, seed=seed, **options)
@@ -343,6 +345,14 @@ class EnsembleDataModule(pl.LightningDataModule):
             mode = getattr(self, self._mode_key(split))
             generator = self._generator(_derive_seed(self.data_seed, split))
             self.sets[split] = self._draw_set(split, sizes[split], mode, generator)
+
+    def share_pools(self, other: EnsembleDataModule) -> None:
+        """Use the event pools of ``other`` (set up, same samples, cuts, binning and split) instead of building
+        them again in :meth:`setup`: the points of a grid differ only in S/sqrt(B)."""
+        if other.binning != self.binning or other.cuts != self.cuts or other.fractions != self.fractions \
+                or other.data_seed != self.data_seed or set(other.pools) != set(self._sources()):
+            raise ValueError("share_pools: the other DataModule has different samples, cuts, binning or split")
+        self.pools = dict(other.pools)
 
     def _new_train_generator(self) -> torch.Generator:
         """The training stream's generator, from ``seed`` (set it between fits for repeats) and the DDP rank."""

@@ -63,14 +63,17 @@ def n_signal_events(n_background: int, snr: float) -> int:
 
 def draw_event_indices(pool_size: int, n_draws: int, n_histograms: int, *, mode: Mode = "exact",
                        generator: torch.Generator | None = None,
-                       device: str | torch.device | None = None) -> torch.Tensor:
+                       device: str | torch.device | None = None, subsets: str = "permutation") -> torch.Tensor:
     """Pool rows of the events of ``n_histograms`` ensembles of ``n_draws`` events: (H, K) int64.
 
-    ``exact``: each row is a uniformly random K-subset (no repeats); rows are disjoint
-    chunks of fresh random permutations of the pool, so every row is exactly uniform
-    (rows cut from one permutation share no event). ``multinomial``: rows drawn with
-    replacement. ``poisson`` has no fixed number of events; draw counts with
-    :func:`draw_counts` instead.
+    ``exact``: each row is a uniformly random K-subset (no repeats). ``subsets="permutation"``:
+    rows are disjoint chunks of fresh random permutations of the pool (rows cut from one
+    permutation share no event); ``"redraw"``: K uniform picks per row, repeated picks drawn
+    again until the row is distinct, O(K log K) per row instead of O(pool) per permutation,
+    for K much smaller than the pool. Both are exactly uniform K-subsets (the procedures treat
+    every event alike, so every K-subset is equally likely); they differ in speed and in
+    whether rows may share events. ``multinomial``: rows drawn with replacement. ``poisson``
+    has no fixed number of events; draw counts with :func:`draw_counts` instead.
     """
     _check_mode(mode)
     device = device if device is not None else (generator.device if generator is not None else "cpu")
@@ -82,6 +85,10 @@ def draw_event_indices(pool_size: int, n_draws: int, n_histograms: int, *, mode:
     _check_pool_holds(pool_size, n_draws)
     if n_draws == 0:
         return torch.empty((n_histograms, 0), dtype=torch.int64, device=device)
+    if subsets == "redraw":
+        return _distinct_picks(pool_size, n_draws, n_histograms, generator, device)
+    if subsets != "permutation":
+        raise ValueError(f"subsets={subsets!r}: choose 'permutation' or 'redraw'")
     per_permutation = pool_size // n_draws
     chunks, remaining = [], n_histograms
     while remaining > 0:
@@ -90,6 +97,19 @@ def draw_event_indices(pool_size: int, n_draws: int, n_histograms: int, *, mode:
         chunks.append(permutation[: take * n_draws].view(take, n_draws))
         remaining -= take
     return torch.cat(chunks) if chunks else torch.empty((0, n_draws), dtype=torch.int64, device=device)
+
+
+def _distinct_picks(pool_size: int, n_draws: int, n_histograms: int, generator, device) -> torch.Tensor:
+    """Uniform K-subsets of range(pool_size) as rows (H, K): uniform picks, every repeated pick drawn again."""
+    rows = torch.randint(pool_size, (n_histograms, n_draws), generator=generator, device=device)
+    while True:
+        rows, _ = torch.sort(rows, dim=1)
+        repeated = torch.zeros_like(rows, dtype=torch.bool)
+        repeated[:, 1:] = rows[:, 1:] == rows[:, :-1]
+        n_repeated = int(repeated.sum())
+        if n_repeated == 0:
+            return rows
+        rows[repeated] = torch.randint(pool_size, (n_repeated,), generator=generator, device=device)
 
 
 def histogram_events(bin_index: torch.Tensor, indices: torch.Tensor, n_bins: int) -> torch.Tensor:
@@ -254,8 +274,9 @@ def _log_factorial_table(n: int, device: torch.device) -> torch.Tensor:
 
 def draw_counts(pool: EventPool, n_draws: int, n_histograms: int, *, mode: Mode = "exact",
                 generator: torch.Generator | None = None,
-                via: Literal["auto", "counts", "events"] = "auto") -> torch.Tensor:
-    """Bin counts (H, n_bins) float32 of ``n_histograms`` ensembles of ``n_draws`` events of ``pool``."""
+                via: Literal["auto", "counts", "events"] = "auto", subsets: str = "permutation") -> torch.Tensor:
+    """Bin counts (H, n_bins) float32 of ``n_histograms`` ensembles of ``n_draws`` events of ``pool``
+    (``subsets``: how exact events are drawn, :func:`draw_event_indices`)."""
     if via == "auto":
         few_draws = n_draws < EVENTS_BELOW_DRAWS_PER_BIN * pool.n_occupied_bins
         via = "events" if few_draws and mode != "poisson" else "counts"
@@ -263,7 +284,7 @@ def draw_counts(pool: EventPool, n_draws: int, n_histograms: int, *, mode: Mode 
         return sample_counts(pool.bin_counts, n_draws, n_histograms, mode=mode, generator=generator)
     if via == "events":
         indices = draw_event_indices(len(pool), n_draws, n_histograms, mode=mode, generator=generator,
-                                     device=pool.device)
+                                     device=pool.device, subsets=subsets)
         return histogram_events(pool.bin_index, indices, pool.n_bins)
     raise ValueError(f"via={via!r}: choose 'auto', 'counts' or 'events'")
 
@@ -277,12 +298,12 @@ def draw_mixture(background: EventPool, signal: EventPool | None, n_background: 
             + draw_counts(signal, n_signal, n_histograms, **draw_options))
 
 
-def normalise(counts: torch.Tensor, how: str = "max") -> torch.Tensor:
-    """Each histogram (row) divided by its maximum bin (paper), by its sum, or left as counts ('none')."""
-    if how == "max":
-        return counts / counts.amax(dim=1, keepdim=True).clamp_min(1)
-    if how == "sum":
-        return counts / counts.sum(dim=1, keepdim=True).clamp_min(1)
+def normalise(counts: torch.Tensor, how: str = "max", in_place: bool = False) -> torch.Tensor:
+    """Each histogram (the last axis) divided by its maximum bin (paper), by its sum, or left as counts ('none');
+    ``in_place``: ``counts`` itself is divided."""
+    if how in ("max", "sum"):
+        scale = (counts.amax(dim=-1, keepdim=True) if how == "max" else counts.sum(dim=-1, keepdim=True)).clamp_min(1)
+        return counts.div_(scale) if in_place else counts / scale
     if how == "none":
         return counts
     raise ValueError(f"normalisation={how!r}: choose one of {', '.join(NORMALISATIONS)}")

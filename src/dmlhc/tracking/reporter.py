@@ -55,9 +55,8 @@ class ResultsReporter(pl.Callback):
             step = max((m.step for m in client.get_metric_history(run_id, "test/auc")), default=0)
             for key, value in metrics.items():
                 client.log_metric(run_id, key, value, step=step)
-            for key, value in flatten({"data": by_role(datamodule.summary(), datamodule)}).items():
-                if key.startswith(("data.pool", "data.selection_efficiency")):
-                    client.log_param(run_id, key, value)
+            for key, value in pool_params(datamodule).items():
+                client.log_param(run_id, key, value)
         if self.plots:
             folder = Path(trainer.default_root_dir) / "plots" / (run_id or "run")
             network_auc = float(trainer.callback_metrics["test/auc"])
@@ -87,6 +86,13 @@ class ResultsReporter(pl.Callback):
             figures["example_histograms"] = example_histograms_figure(counts, labels, names, datamodule.binning.edges(),
                                                                       description)
         return [save(figure, folder / f"{name}.png") for name, figure in figures.items()]
+
+
+def pool_params(datamodule) -> dict[str, object]:
+    """The pool sizes, N/B ratios and selection efficiencies a run records (``data.pool*``,
+    ``data.selection_efficiency*``), samples named by role."""
+    return {key: value for key, value in flatten({"data": by_role(datamodule.summary(), datamodule)}).items()
+            if key.startswith(("data.pool", "data.selection_efficiency"))}
 
 
 def by_role(summary: dict, datamodule) -> dict:

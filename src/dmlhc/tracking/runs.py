@@ -47,9 +47,10 @@ class RunGroup:
     several. :meth:`record` takes each run's metrics, :meth:`finish` returns the objective (the repeat mean)."""
 
     def __init__(self, cfg: DictConfig, derived: Mapping[str, object], tags: Mapping[str, str] | None = None,
-                 suffix: str = "", architecture: str | None = None):
+                 suffix: str = "", architecture: str | None = None, parent_run_id: str | None = None):
         """``tags`` go on every run; ``suffix`` ends the run name (``_eval``); ``architecture``: the network's short
-        name (default: :func:`architecture_name`)."""
+        name (default: :func:`architecture_name`); ``parent_run_id``: the run these runs are children of (a grid's;
+        an Optuna trial's is its study run)."""
         self.cfg, self.repeats = cfg, int(cfg.repeats)
         self.uri = resolve_tracking_uri(cfg.logger.mlflow.tracking_uri)
         self.derived = dict(derived)
@@ -59,7 +60,7 @@ class RunGroup:
         self.architecture = architecture or architecture_name(cfg)
         self.tags = {"dmlhc.task": str(derived.get("task", "")), "dmlhc.architecture": self.architecture,
                      **(tags or {})}
-        self.study_run_id: str | None = None
+        self.study_run_id: str | None = parent_run_id
         template = run_name(cfg, derived, self.architecture, seed="{seed}") + suffix  # a child's seed, or seeds
         if cfg.get("optuna_trial"):
             self.tags |= {"optuna.study": cfg.optuna_trial.study_name, "optuna.trial": str(cfg.optuna_trial.number)}
@@ -82,7 +83,8 @@ class RunGroup:
                 log.warning("repeats=%d: the paper's trimmed statistic (drop the highest and lowest AUC) needs at "
                             "least %d repeats to leave a spread; reporting the plain mean and std of all %d instead",
                             self.repeats, MIN_TRIMMED_REPEATS, self.repeats)
-            self.parent = self._logger(cfg.seed, self.run_name, {"dmlhc.repeat_statistic": self.statistic},
+            self.parent = self._logger(cfg.seed, self.run_name, {"dmlhc.repeat_statistic": self.statistic,
+                                                                 "dmlhc.repeat": "parent"},
                                        parent_run_id=self.study_run_id)
 
     def _logger(self, seed: int, name: str, tags: Mapping[str, str] | None = None,
@@ -101,7 +103,8 @@ class RunGroup:
             return
         for r in range(self.repeats):
             seed = self.cfg.seed + r
-            self.loggers.append(self._logger(seed, self.child_name(seed), parent_run_id=self.parent.run_id))
+            self.loggers.append(self._logger(seed, self.child_name(seed), {"dmlhc.repeat": "child"},
+                                             parent_run_id=self.parent.run_id))
             yield seed, self.loggers[-1]
 
     def record(self, metrics: Mapping[str, float], trainer: Any = None) -> None:
@@ -124,9 +127,14 @@ class RunGroup:
         self.results.append(result)
         log.info("test/auc = %.4f, optimum %.4f", metrics["test/auc"], metrics.get("test/auc_optimal", math.nan))
 
-    def finish(self, objective: str) -> float:
-        """Close the parent run with the repeat statistic, print the job's summary and write its ``result.json``;
-        returns the mean of ``best_<objective>``."""
+    @property
+    def top_run_id(self) -> str:
+        """The run that stands for the group: the parent of the repeats, or the one run."""
+        return (self.parent or self.loggers[-1]).run_id
+
+    def finish(self, objective: str, report: bool = True) -> float:
+        """Close the parent run with the repeat statistic and (``report``) print the job's summary and write its
+        ``result.json``; returns the mean of ``best_<objective>``."""
         summary: dict[str, float] = {}
         for key in ("test/auc", f"best_{objective}", "test/auc_optimal"):
             values = [m[key] for m in self.results if key in m]
@@ -137,7 +145,7 @@ class RunGroup:
             self.parent.finalize("success")
             log.info("test/auc over %d repeats (%s): %.4f +- %.4f", self.repeats, self.statistic,
                      summary["test/auc_mean"], summary["test/auc_std"])
-        if global_rank() == 0:
+        if global_rank() == 0 and report:
             result = self.result(summary)
             write_result(self.cfg.paths.output_dir, result)
             print(job_summary(result), flush=True)

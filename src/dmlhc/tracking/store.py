@@ -13,6 +13,7 @@ MLFlowLogger would otherwise use). In a run the ``logger`` config names the URI
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import time
 from contextlib import contextmanager
@@ -184,16 +185,29 @@ class MLflowLogger(MLFlowLogger):
         # The store's tables are made (under the creation lock) before Lightning's client touches it: workers
         # starting together would otherwise race to migrate a new SQLite file.
         experiment_id = ensure_experiment(uri, experiment_name, artifact_root) if global_rank() == 0 else None
-        if experiment_id is not None:  # runs left RUNNING by killed processes of this host: KILLED (owners.py)
+        if experiment_id is not None and _due_for_dead_run_check(uri, experiment_id):
             from mlflow import MlflowClient
 
-            close_dead_runs(MlflowClient(uri), experiment_id)
+            close_dead_runs(MlflowClient(uri), experiment_id)  # runs of killed processes of this host: KILLED
         with sqlite_creation_lock(uri):
             super().__init__(experiment_name=experiment_name, run_name=run_name, tracking_uri=uri,
                              tags=tags or None, run_id=run_id)
         self.artifact_root = artifact_root
         if run_id is None:
             self._experiment_id = experiment_id
+
+
+_DEAD_RUN_CHECKS: dict[tuple[str, str], float] = {}
+DEAD_RUN_CHECK_INTERVAL_S = 60.0  # a grid job opens hundreds of runs in a minute: one search for dead runs serves
+
+
+def _due_for_dead_run_check(uri: str, experiment_id: str) -> bool:
+    """Whether this process last looked for dead runs of the experiment more than a minute ago (and now will)."""
+    now = time.monotonic()
+    if now - _DEAD_RUN_CHECKS.get((uri, experiment_id), -math.inf) < DEAD_RUN_CHECK_INTERVAL_S:
+        return False
+    _DEAD_RUN_CHECKS[(uri, experiment_id)] = now
+    return True
 
 
 def _store(logger_cfg):

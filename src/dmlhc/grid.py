@@ -1,0 +1,407 @@
+"""The grid trainer: every S/sqrt(B) point x repeat of one benchmark trained at once.
+
+    python train.py signal=spin1_onshell grid.snr=[0.112,0.447,1.118] repeats=10
+    python train.py experiment=fig7 -m            # one grid job per benchmark
+
+``python train.py`` hands a job whose config has ``grid.snr`` (a list) to :func:`train_grid`.
+It trains one binary network per (S/sqrt(B), seed) as one :class:`~dmlhc.models.stacked.StackedDNN`,
+each network with its own initialisation (built exactly as ``python train.py snr=X seed=Y``
+builds it), its own AdamW state (elementwise, so one optimiser over the stack is one per
+network), its own early stopping and its own best checkpoint, and scores each on its point's
+own fixed validation and test sets: the same ones a single run of that point draws
+(``data_seed``). Networks that stop leave the stack, so the work follows the networks still
+learning.
+
+What is shared is work and the background part of the training stream: the event pools,
+binning and the optimum's inputs are built once; every step draws one batch of histograms of
+B background events, which every network uses, each seed with the rows in its own random
+order (so a seed's SM + signal and SM-only rows come from different background histograms
+than another seed's); each S/sqrt(B) point adds its own S signal events (SM + signal class) or
+S more background events (SM-only class, B + S events), drawn once per step for its seeds.
+Every network's stream has the law of a single run's; the seeds of a point are less
+independent than separate runs (they share background histograms and additions, and differ in
+pairing, initialisation and dropout), which the test of the grid against single runs bounds.
+In ``multinomial`` and ``poisson`` modes a sum B + S has exactly the law of a direct draw of
+B + S events; in ``exact`` mode the two parts are each drawn without repetition but may share
+an event, which raises a bin's variance by a relative 2 S B / ((B + S) N) for a train pool of
+N events (1e-4 to 1e-2 on the paper's grid, B = 50k, N = 900k); validation and test sets
+are exact.
+
+Each network is one MLflow run with the params and metrics of a single run of its point
+(``val/*`` per epoch, ``test/auc`` beside ``test/auc_optimal``, ``best_*``, ``epochs``,
+``best_epoch``, the checkpoint artifact that ``eval.py run_id=...`` loads); with
+``repeats`` > 1 the runs of a point are children of a point run carrying the repeat
+statistic, as in a single job. All of them are children of one ``grid_...`` run, which
+holds the table of the points (``grid.csv``) and the grid's speed. Per-run plots are left out
+(``eval.py run_id=...`` makes them for any network).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+from torch.nn import functional as F
+from torchmetrics.functional.classification import binary_auroc
+
+from dmlhc.config import instantiate, integer, number, prepare_process
+from dmlhc.data.datamodule import EnsembleDataModule, _derive_seed
+from dmlhc.data.ensembles import draw_counts, normalise
+from dmlhc.errors import ConfigError
+from dmlhc.models.architectures import HistogramDNN
+from dmlhc.models.stacked import StackedDNN, select_networks
+from dmlhc.tracking.reporter import pool_params
+from dmlhc.tracking.runs import RunGroup, derived_params, log_checkpoint
+from dmlhc.tracking.store import check_tracking_store, configured_tracking_uri, trimmed_statistic
+
+log = logging.getLogger(__name__)
+EVAL_CHUNK = 4096  # validation/test histograms per product (bounds memory: networks x chunk x first-layer width)
+
+
+@dataclass
+class Network:
+    """One network of the grid: its point, seed, the Classifier it came from, and its training record."""
+
+    point: int
+    seed: int
+    classifier: pl.LightningModule
+    history: list[dict[str, float]] = field(default_factory=list)
+    best: dict[str, float] = field(default_factory=dict)
+    best_state: dict[str, torch.Tensor] = field(default_factory=dict)
+    best_epoch: int = 0
+    wait: int = 0
+    stopped: bool = False
+    train_loss: float = 0.0
+    test: dict[str, float] = field(default_factory=dict)
+
+
+def grid_points(cfg: DictConfig) -> list[float]:
+    """The S/sqrt(B) values of ``grid.snr``, checked."""
+    values = cfg.grid.snr
+    if isinstance(values, (int, float, str)) or values is None or len(values) == 0:
+        raise ConfigError(f"grid.snr={values!r}: give a list of S/sqrt(B) values, e.g. grid.snr=[0.112,0.447,1.118]")
+    points = [number("grid.snr", v, minimum=0, fix="give S/sqrt(B) values >= 0") for v in values]
+    if len(set(points)) != len(points):
+        raise ConfigError(f"grid.snr={list(values)}: every S/sqrt(B) once")
+    return points
+
+
+def check_grid_config(cfg: DictConfig) -> None:
+    """What the grid trainer trains: binary histogram tasks on a fresh stream, networks of architecture dnn."""
+    if cfg.data.task != "binary":
+        raise ConfigError(f"grid.snr with task {cfg.data.task!r}: the grid trainer trains binary tasks; "
+                          "train other tasks one job per point (python train.py snr=A,B,... -m)")
+    if cfg.data.get("dataset", "stream") != "stream":
+        raise ConfigError("grid.snr with data.dataset=paper: the grid trainer draws fresh histograms "
+                          "(data.dataset=stream); train the paper's fixed sets one job per point")
+    if cfg.get("hparams_search") or cfg.get("optuna_trial"):
+        raise ConfigError("grid.snr inside an Optuna search: search one point at a time (drop grid.snr)")
+
+
+def point_config(cfg: DictConfig, snr: float) -> DictConfig:
+    """``cfg`` as a single run of the point ``snr`` (no grid)."""
+    point = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    with open_dict(point):
+        point.snr = snr
+        point.grid.snr = None
+    return point
+
+
+def train_grid(cfg: DictConfig) -> float:
+    """Train every (grid.snr, seed) network of ``cfg`` at once (module docstring); returns the mean best
+    ``optimized_metric`` over all networks."""
+    snrs = grid_points(cfg)
+    check_grid_config(cfg)
+    repeats = integer("repeats", cfg.repeats, minimum=1, fix="train at least once")
+    prepare_process(cfg)
+    ready = time.perf_counter()
+    modules = [instantiate("data", point_config(cfg, s).data, snr=s) for s in snrs]
+    first = modules[0]
+    probe = instantiate("model", cfg.model, input_shape=first.input_shape, n_classes=first.n_classes)
+    if not isinstance(probe.net, HistogramDNN):
+        raise ConfigError(f"grid.snr with architecture {type(probe.net).__name__}: the grid trainer stacks "
+                          "HistogramDNN networks (architecture=dnn or paper_dnn); train others one job per point")
+    if cfg.get("logger") and cfg.logger.get("mlflow"):
+        check_tracking_store(configured_tracking_uri(cfg.logger.mlflow.tracking_uri), cfg.logger.mlflow.artifact_root)
+    first.prepare_data()
+    first.setup("fit")
+    for module in modules[1:]:
+        module.share_pools(first)
+        module.setup("fit")
+
+    networks = []
+    for p, module in enumerate(modules):
+        statistics = module.input_statistics()
+        for r in range(repeats):
+            seed = int(cfg.seed) + r
+            pl.seed_everything(seed, workers=True, verbose=False)  # the network a single run of this seed builds
+            classifier = instantiate("model", cfg.model, input_shape=module.input_shape, n_classes=2)
+            if statistics is not None and hasattr(classifier.net.standardise, "set_statistics"):
+                classifier.net.standardise.set_statistics(*statistics)
+            networks.append(Network(p, seed, classifier))
+    log.info("grid: %d networks (%d S/sqrt(B) x %d seeds) of %s, data ready in %.0f s", len(networks), len(snrs),
+             repeats, cfg.signal.name, time.perf_counter() - ready)
+    started = time.perf_counter()
+    GridTrainer(cfg, modules, networks).fit()
+    trained_s = time.perf_counter() - started
+    started = time.perf_counter()
+    for p, module in enumerate(modules):
+        test_point(module, [n for n in networks if n.point == p], cfg)
+    log.info("grid: tested, with the optimum of every point, in %.0f s", time.perf_counter() - started)
+    started = time.perf_counter()
+    objective = log_grid(cfg, snrs, modules, networks, trained_s)
+    log.info("grid: %d runs logged in %.0f s", len(networks), time.perf_counter() - started)
+    return objective
+
+
+class GridTrainer:
+    """The training loop of a grid: stacked networks, per-network early stopping and best weights."""
+
+    def __init__(self, cfg: DictConfig, modules: list[EnsembleDataModule], networks: list[Network]):
+        self.cfg, self.modules, self.networks = cfg, modules, networks
+        first = modules[0]
+        self.batch, self.steps = first.batch_size, first.steps_per_epoch
+        early = (cfg.get("callbacks") or {}).get("early_stopping") or {}
+        self.monitor = str(early.get("monitor", "val/auc"))
+        self.maximise = self.monitor == "val/auc"
+        per_epoch = first.histograms_per_epoch
+        self.patience = math.ceil(int(early.get("patience_histograms", 200_000)) / per_epoch) if early else math.inf
+        self.max_epochs = int(cfg.trainer.max_epochs) if cfg.trainer.get("max_epochs") not in (None, -1) else 10**6
+        self.lr, self.weight_decay = float(cfg.model.lr), float(cfg.model.weight_decay)
+        device = first.device
+        self.generators = {seed: torch.Generator(device=device).manual_seed(_derive_seed(seed, "train", 0))
+                           for seed in sorted({n.seed for n in networks})}
+        self._buffer: torch.Tensor | None = None
+        self.bank_generator = torch.Generator(device=device).manual_seed(_derive_seed(int(cfg.seed), "grid bank"))
+        self.point_generators = [torch.Generator(device=device).manual_seed(_derive_seed(m.seed, "grid", p))
+                                 for p, m in enumerate(modules)]
+
+    def new_optimiser(self, parameters) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(parameters, lr=self.lr, weight_decay=self.weight_decay)
+
+    def fit(self) -> None:
+        active = list(self.networks)
+        model = StackedDNN([n.classifier.net for n in active]).to(self.modules[0].device)
+        optimiser = self.new_optimiser(model.parameters())
+        for epoch in range(self.max_epochs):
+            started = time.perf_counter()
+            model.train()
+            losses = torch.zeros(len(active))
+            for _ in range(self.steps):
+                x, y = self.batch_of(active)
+                loss = F.binary_cross_entropy_with_logits(model(x), y.expand(len(active), -1), reduction="none")
+                per_network = loss.mean(dim=1)
+                optimiser.zero_grad(set_to_none=True)
+                per_network.sum().backward()
+                optimiser.step()
+                losses += per_network.detach().cpu()
+            self.validate(model, active, epoch, losses / self.steps)
+            keep = [i for i, n in enumerate(active) if not n.stopped]
+            log.info("grid epoch %d (%.1f s): %d of %d networks still training", epoch + 1,
+                     time.perf_counter() - started, len(keep), len(self.networks))
+            if not keep:
+                return
+            if len(keep) < len(active):
+                optimiser = select_networks(model, optimiser, torch.tensor(keep), self.new_optimiser)
+                active = [active[i] for i in keep]
+        for network in active:
+            network.stopped = True
+
+    def batch_of(self, active: list[Network]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training inputs (N, batch, n_bins) of the active networks and labels (batch,), the first half SM +
+        signal: one background batch of B events per histogram, its rows in an order of each seed's own, plus
+        each point's S signal (or S background) events."""
+        first = self.modules[0]
+        background = first.pools["background"].train
+        half = self.batch // 2
+        bank = draw_counts(background, first.n_background, self.batch, mode=first.mode, generator=self.bank_generator)
+        orders = {seed: bank[torch.randperm(self.batch, generator=self.generators[seed], device=bank.device)]
+                  for seed in sorted({n.seed for n in active})}
+        additions = {}
+        for p in sorted({n.point for n in active}):
+            module, generator = self.modules[p], self.point_generators[p]
+            signal = next(module.pools[name] for name in module.signal_sources).train
+            draw = dict(mode=module.mode, generator=generator, subsets="redraw")
+            additions[p] = torch.cat([draw_counts(signal, module.n_signal, half, **draw),
+                                      draw_counts(background, module.n_signal, self.batch - half, **draw)])
+        x = self._inputs(len(active), bank)
+        for i, network in enumerate(active):
+            torch.add(orders[network.seed], additions[network.point], out=x[i])
+        normalise(x, first.normalisation, in_place=True)
+        y = torch.cat([torch.ones(half), torch.zeros(self.batch - half)]).to(x.device)
+        return x, y
+
+    def _inputs(self, n: int, bank: torch.Tensor) -> torch.Tensor:
+        """A buffer (n, batch, n_bins) for the step's inputs, allocated once: a fresh one every step costs the
+        kernel's page faults (~40k per step at 180 networks)."""
+        if self._buffer is None or self._buffer.shape[1:] != bank.shape or len(self._buffer) < n:
+            self._buffer = torch.empty((n, *bank.shape), device=bank.device)
+        return self._buffer[:n]
+
+    def validate(self, model: StackedDNN, active: list[Network], epoch: int, train_loss: torch.Tensor) -> None:
+        """val/loss and val/auc of every active network on its point's validation set; early stopping and best
+        weights as Lightning's EarlyStopping and ModelCheckpoint (strict improvement) do."""
+        model.eval()
+        start = 0
+        while start < len(active):
+            p = active[start].point
+            end = start + sum(1 for n in active[start:] if n.point == p)  # a point's networks are contiguous
+            val = self.modules[p].sets["val"]
+            logits = stacked_logits(model, val.x, slice(start, end))
+            labels = val.y
+            for k, network in enumerate(active[start:end]):
+                loss = float(F.binary_cross_entropy_with_logits(logits[k], labels))
+                auc = float(binary_auroc(torch.sigmoid(logits[k]), labels.long()))
+                network.history.append({"epoch": epoch, "train/loss": float(train_loss[start + k]),
+                                        "val/loss": loss, "val/auc": auc})
+                value = auc if self.maximise else loss
+                best = network.best.get(self.monitor)
+                if best is None or (value > best if self.maximise else value < best):
+                    network.best = {"val/loss": loss, "val/auc": auc}
+                    network.best_epoch, network.wait = epoch + 1, 0
+                    network.best_state = model.network_state(start + k, network.classifier.net)
+                else:
+                    network.wait += 1
+                if network.wait >= self.patience or (self.maximise and auc >= 1.0) or epoch + 1 >= self.max_epochs:
+                    network.stopped = True
+            start = end
+
+
+def stacked_logits(model: StackedDNN, x: torch.Tensor, networks: slice) -> torch.Tensor:
+    """Logits (k, H) of the networks ``networks`` (contiguous) of ``model`` on one shared input set x (H, ...)."""
+    with torch.no_grad():
+        return torch.cat([model(x[i: i + EVAL_CHUNK].unsqueeze(0), networks)
+                          for i in range(0, len(x), EVAL_CHUNK)], dim=1)
+
+
+def test_point(module: EnsembleDataModule, networks: list[Network], cfg: DictConfig) -> None:
+    """test/auc of every network of a point with its best weights; the point's optimum beside it."""
+    test = module.sets["test"]
+    n_bootstrap = int(((cfg.get("callbacks") or {}).get("results") or {}).get("n_bootstrap", 20))
+    optimum = module.optimal_auc(n_bootstrap=n_bootstrap)
+    for network in networks:
+        net = network.classifier.net
+        if network.best_state:
+            net.load_state_dict(network.best_state)
+        net.eval()
+        with torch.no_grad():
+            scores = torch.cat([torch.sigmoid(net(test.x[i: i + EVAL_CHUNK]).squeeze(-1))
+                                for i in range(0, len(test.x), EVAL_CHUNK)])
+        network.test = {"test/auc": float(binary_auroc(scores, test.y.long())), "test/auc_optimal": optimum.auc,
+                        "test/auc_optimal_std": optimum.std or 0.0,
+                        "test/auc_optimal_pseudo_count": module.optimum_pseudo_count()}
+
+
+def log_grid(cfg: DictConfig, snrs: list[float], modules: list[EnsembleDataModule], networks: list[Network],
+             trained_s: float) -> float:
+    """Every network as a run of its point (children of a point run when repeats > 1), all under one grid run
+    with the points' table; prints the table. Returns the mean best ``optimized_metric``."""
+    rows = []
+    grid_run = None
+    objective = str(cfg.get("optimized_metric", "val/auc"))
+    output = Path(cfg.paths.output_dir)
+    for p, (snr, module) in enumerate(zip(snrs, modules)):
+        point_cfg = point_config(cfg, snr)
+        members = [n for n in networks if n.point == p]
+        derived = derived_params(point_cfg, module)
+        if grid_run is None and cfg.get("logger") and cfg.logger.get("mlflow"):
+            grid_run = _grid_run(cfg, derived, snrs, len(networks))
+        runs = RunGroup(point_cfg, derived, tags={"dmlhc.grid_run": grid_run.run_id} if grid_run else None,
+                        parent_run_id=grid_run.run_id if grid_run else None)
+        for (seed, logger), network in zip(runs, members):
+            assert seed == network.seed
+            metrics = _log_network(logger, network, module, output)
+            runs.record(metrics)
+        runs.finish(objective, report=False)
+        mean, std = trimmed_statistic([n.test["test/auc"] for n in members])
+        row = {"signal": derived["signal"], "snr": snr, "test/auc": mean, "test/auc_std": std,
+               "repeats": len(members), "test/auc_optimal": members[0].test["test/auc_optimal"],
+               "test/auc_optimal_std": members[0].test["test/auc_optimal_std"],
+               "epochs": sum(len(n.history) for n in members) / len(members), "run_id": runs.top_run_id}
+        if runs.parent is not None:  # the point's run: its optimum beside the repeat statistic, as the table has it
+            for key in ("test/auc_optimal", "test/auc_optimal_std", "epochs"):
+                runs.parent.experiment.log_metric(runs.parent.run_id, key, float(row[key]))
+        rows.append(row)
+    rate = 60 * len(networks) / trained_s
+    print(grid_table(rows), flush=True)
+    print(f"grid: {len(networks)} networks trained in {trained_s:.0f} s ({rate:.1f} networks per minute)", flush=True)
+    if grid_run is not None:
+        client = grid_run.experiment
+        table = output / "grid.csv"
+        write_rows(rows, table)
+        client.log_artifact(grid_run.run_id, str(table))
+        client.log_metric(grid_run.run_id, "grid/train_seconds", trained_s)
+        client.log_metric(grid_run.run_id, "grid/networks_per_minute", rate)
+        client.log_metric(grid_run.run_id, "grid/max_gap", max(r["test/auc_optimal"] - r["test/auc"] for r in rows))
+        grid_run.finalize("success")
+    values = [n.best.get(objective.removeprefix("best_"), math.nan) for n in networks]
+    return float(sum(values) / len(values))
+
+
+def _grid_run(cfg: DictConfig, derived: dict, snrs: list[float], n_networks: int):
+    """The grid's parent run: ``grid_<signal>_<architecture>_seeds<a>-<b>``, its params the grid's settings."""
+    logger = instantiate("logger.mlflow", cfg.logger.mlflow, run_name=(
+        f"grid_{derived['signal']}_{derived['architecture']}_seeds{cfg.seed}-{int(cfg.seed) + int(cfg.repeats) - 1}"),
+        tags={"dmlhc.grid": "true", "dmlhc.task": str(derived["task"])})
+    logger.log_hyperparams({"signal": derived["signal"], "grid.snr": ",".join(f"{s:g}" for s in snrs),
+                            "repeats": int(cfg.repeats), "seed": int(cfg.seed), "networks": n_networks,
+                            "n_background": derived["n_background"], "architecture": derived["architecture"]})
+    return logger
+
+
+def _log_network(logger, network: Network, module: EnsembleDataModule, output: Path) -> dict[str, float]:
+    """One network's history, test metrics, best_* and checkpoint into its run, as a single run logs them."""
+    from mlflow.entities import Metric, Param
+
+    client, run_id = logger.experiment, logger.run_id
+    client.log_batch(run_id, params=[Param(k, str(v)) for k, v in pool_params(module).items()])
+    steps = module.steps_per_epoch
+    now = int(time.time() * 1000)
+    entries = [Metric(key, value, now, (row["epoch"] + 1) * steps) for row in network.history
+               for key, value in row.items()]
+    last_step = len(network.history) * steps
+    metrics = dict(network.test) | {"epochs": len(network.history), "best_epoch": network.best_epoch} \
+        | {f"best_{k}": v for k, v in network.best.items()}
+    entries += [Metric(key, float(value), now, last_step) for key, value in metrics.items()]
+    for start in range(0, len(entries), 1000):
+        client.log_batch(run_id, metrics=entries[start: start + 1000])
+    checkpoint = output / "checkpoints" / "grid" / f"{run_id}.ckpt"
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    classifier = network.classifier
+    with tempfile.NamedTemporaryFile(dir=checkpoint.parent, delete=False, suffix=".partial") as partial:
+        torch.save({"state_dict": classifier.state_dict(), "hyper_parameters": dict(classifier.hparams),
+                    "epoch": network.best_epoch - 1, "global_step": network.best_epoch * steps,
+                    "pytorch-lightning_version": pl.__version__}, partial.name)
+    Path(partial.name).replace(checkpoint)
+    log_checkpoint(logger, str(checkpoint))
+    logger.finalize("success")
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def grid_table(rows: list[dict]) -> str:
+    """The points as a text table: S/sqrt(B), network (mean +- std over repeats), optimum, gap."""
+    lines = [f"{'signal':18s} {'snr':>7s} {'network':>16s} {'optimum':>8s} {'gap':>7s} {'epochs':>6s}"]
+    for r in rows:
+        lines.append(f"{r['signal']:18s} {r['snr']:7.3f} {r['test/auc']:8.4f} +- {r['test/auc_std']:.4f} "
+                     f"{r['test/auc_optimal']:8.4f} {r['test/auc_optimal'] - r['test/auc']:7.4f} {r['epochs']:6.1f}")
+    return "\n".join(lines)
+
+
+def write_rows(rows: list[dict], path: Path) -> Path:
+    """The table as CSV (atomically: a partial file never replaces a good one)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    with open(partial, "w", newline="") as out:
+        writer = csv.DictWriter(out, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    partial.replace(path)
+    return path

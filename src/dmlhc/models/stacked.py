@@ -1,0 +1,139 @@
+"""Many histogram DNNs trained as one: parameters stacked along a leading network axis.
+
+:class:`StackedDNN` holds N :class:`~dmlhc.models.architectures.HistogramDNN` networks of one shape
+(each with its own weights, fixed input standardisation and dropout) and runs them with batched
+matrix products, so a grid of small networks costs a few large products per step instead of
+N small ones. Every network is independent: the loss of the stack is the sum of the networks'
+losses, so each network's gradient is its own, and Adam(W)'s update is elementwise, so one
+``torch.optim.AdamW`` over the stacked parameters is exactly one AdamW per network.
+
+Inputs come as (G, H, n_inputs) with N = G * k: consecutive groups of k networks share one
+input batch (k = 1 in training, where every network draws its own histograms; k = repeats
+for a fixed validation or test set, which the repeats of a point share). The input
+standardisation is folded into the first layer, x @ (W / std) + (b - (mean / std) @ W), so
+networks with different statistics can share inputs, and the skip path rides in that layer
+as one more output column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from dmlhc.models.architectures import HistogramDNN, Standardise
+
+
+class StackedDNN(nn.Module):
+    """N HistogramDNNs of one shape as stacked parameters (module docstring); :meth:`network` gives one back."""
+
+    def __init__(self, nets: Sequence[HistogramDNN]):
+        super().__init__()
+        if not nets or not all(isinstance(net, HistogramDNN) for net in nets):
+            raise ValueError("StackedDNN stacks HistogramDNN networks (architecture=dnn or paper_dnn); "
+                             "train other architectures one at a time (without grid.snr)")
+        first = nets[0]
+        shapes = [[tuple(p.shape) for p in net.parameters()] for net in nets]
+        if any(s != shapes[0] for s in shapes):
+            raise ValueError("the stacked networks differ in shape; a grid trains one architecture")
+        self.dropout = next((m.p for m in first.body if isinstance(m, nn.Dropout)), 0.0)
+        linears = [[m for m in net.body if isinstance(m, nn.Linear)] + [net.head] for net in nets]
+        # weights as (N, in, out) for x @ W, biases as (N, 1, out)
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.stack([layers[i].weight.detach().t() for layers in linears]).contiguous())
+            for i in range(len(linears[0])))
+        self.biases = nn.ParameterList(
+            nn.Parameter(torch.stack([layers[i].bias.detach()[None] for layers in linears]).contiguous())
+            for i in range(len(linears[0])))
+        self.has_skip = first.skip is not None
+        if self.has_skip:
+            self.skip_weight = nn.Parameter(torch.stack([net.skip.weight.detach().t() for net in nets]).contiguous())
+            self.skip_bias = nn.Parameter(torch.stack([net.skip.bias.detach()[None] for net in nets]).contiguous())
+        n_inputs = self.weights[0].shape[1]
+        mean = [n.standardise.mean if isinstance(n.standardise, Standardise) else torch.zeros(n_inputs) for n in nets]
+        std = [n.standardise.std if isinstance(n.standardise, Standardise) else torch.ones(n_inputs) for n in nets]
+        self.register_buffer("mean", torch.stack(mean).clone())
+        self.register_buffer("std", torch.stack(std).clone())
+
+    @property
+    def n_networks(self) -> int:
+        return self.weights[0].shape[0]
+
+    def set_statistics(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Per-network input mean and std, (N, n_inputs) each (as Standardise.set_statistics per network)."""
+        if mean.shape != self.mean.shape or std.shape != self.std.shape or not bool(torch.all(std > 0)):
+            raise ValueError(f"input statistics must be ({self.n_networks}, n_inputs) with std > 0")
+        self.mean.copy_(mean)
+        self.std.copy_(std)
+
+    def _first_layer(self, part: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weight (n, in, out[+1]) and bias (n, 1, out[+1]) of the first layer of networks ``part``, the
+        standardisation folded in, the skip path as the last column."""
+        weight, bias = self.weights[0][part], self.biases[0][part]
+        if self.has_skip:
+            weight = torch.cat([weight, self.skip_weight[part]], 2)
+            bias = torch.cat([bias, self.skip_bias[part]], 2)
+        scale = 1.0 / self.std[part]
+        folded = weight * scale.unsqueeze(2)
+        return folded, bias - torch.bmm((self.mean[part] * scale).unsqueeze(1), weight)
+
+    def forward(self, x: torch.Tensor, networks: slice = slice(None)) -> torch.Tensor:
+        """Logits (n, H) of the networks ``networks`` (default all) on inputs (G, H, ...) shared by consecutive
+        groups of n / G of them."""
+        weight, bias = self._first_layer(networks)
+        n, groups, hist, out = weight.shape[0], x.shape[0], x.shape[1], weight.shape[2]
+        if n % groups:
+            raise ValueError(f"{groups} input groups for {n} networks: the networks must be a multiple of the groups")
+        k = n // groups
+        x = x.reshape(groups, hist, -1)
+        # the networks of a group side by side: one (H, in) x (in, k * out) product per group
+        grouped = weight.view(groups, k, -1, out).permute(0, 2, 1, 3).reshape(groups, -1, k * out)
+        first = torch.bmm(x, grouped).view(groups, hist, k, out).permute(0, 2, 1, 3).reshape(n, hist, out) + bias
+        if self.has_skip:
+            first, skip = first[..., :-1], first[..., -1:]
+        h = F.dropout(F.relu(first), self.dropout, self.training)
+        for weight, bias in zip(self.weights[1:-1], self.biases[1:-1]):
+            h = F.dropout(F.relu(torch.baddbmm(bias[networks], h, weight[networks])), self.dropout, self.training)
+        logits = torch.baddbmm(self.biases[-1][networks], h, self.weights[-1][networks])
+        return (logits + skip if self.has_skip else logits).squeeze(-1)
+
+    def network_state(self, i: int, like: HistogramDNN) -> dict[str, torch.Tensor]:
+        """The state dict of network ``i`` as a HistogramDNN like ``like`` (same shape) loads it."""
+        state = {}
+        linears = [name for name, m in like.named_modules() if isinstance(m, nn.Linear) and name != "skip"]
+        for name, weight, bias in zip(linears, self.weights, self.biases):
+            state[f"{name}.weight"], state[f"{name}.bias"] = weight[i].detach().t().clone(), bias[i, 0].detach().clone()
+        if self.has_skip:
+            state["skip.weight"], state["skip.bias"] = self.skip_weight[i].detach().t().clone(), \
+                self.skip_bias[i, 0].detach().clone()
+        if isinstance(like.standardise, Standardise):
+            state["standardise.mean"], state["standardise.std"] = self.mean[i].clone(), self.std[i].clone()
+        return state
+
+
+def select_networks(model: StackedDNN, optimiser: torch.optim.Optimizer, keep: torch.Tensor,
+                    make_optimiser: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]) -> torch.optim.Optimizer:
+    """Keep only networks ``keep`` (indices) in ``model`` (in place) and return a new optimiser from
+    ``make_optimiser`` over its parameters that carries each kept network's state of ``optimiser``."""
+    old = list(model.parameters())
+    state = [optimiser.state.get(p, {}) for p in old]
+    for name, param in list(model.named_parameters()):
+        _set_parameter(model, name, nn.Parameter(param.detach()[keep].clone()))
+    model.mean, model.std = model.mean[keep].clone(), model.std[keep].clone()
+    new = make_optimiser(model.parameters())
+    for param, saved in zip(model.parameters(), state):
+        new.state[param] = {k: (v[keep].clone() if torch.is_tensor(v) and v.dim() > 0 else v) for k, v in saved.items()}
+    return new
+
+
+def _set_parameter(module: nn.Module, name: str, value: nn.Parameter) -> None:
+    """Replace the parameter at dotted ``name`` (``weights.0``, ``skip_weight``) by ``value``."""
+    *path, last = name.split(".")
+    for part in path:
+        module = getattr(module, part)
+    if isinstance(module, nn.ParameterList):
+        module[int(last)] = value
+    else:
+        setattr(module, last, value)

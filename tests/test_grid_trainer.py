@@ -1,0 +1,190 @@
+"""The grid trainer (``grid.snr``: dmlhc.grid, dmlhc.models.stacked).
+
+Stacked networks compute what each network computes alone; one AdamW over the stack is one AdamW per network;
+dropping stopped networks keeps the others' state; the redrawn exact subsets are distinct and uniform. End to
+end, with real train.py / eval.py processes, the real generator and a real SQLite store: a grid job logs every
+network as a single run logs it, a network trained in the grid reaches what the same network (same seed)
+reaches alone, an S/sqrt(B) = 0 point beside a signal point stays at 0.5, and eval.py re-tests a grid network.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+from torch.nn import functional as F
+
+from dmlhc.data.ensembles import draw_event_indices
+from dmlhc.models.architectures import HistogramDNN
+from dmlhc.models.stacked import StackedDNN, select_networks
+
+ROOT = Path(__file__).resolve().parents[1]
+SHAPE = (6, 5)
+
+
+def _networks(n: int, dropout: float = 0.2, seed: int = 0) -> list[HistogramDNN]:
+    torch.manual_seed(seed)
+    nets = [HistogramDNN(SHAPE, dropout=dropout) for _ in range(n)]
+    for net in nets:
+        net.standardise.set_statistics(torch.rand(30), torch.rand(30) + 0.5)
+    return nets
+
+
+def test_stacked_networks_give_each_network_its_own_logits():
+    nets = _networks(6)
+    stack = StackedDNN(nets).eval()
+    for net in nets:
+        net.eval()
+    own = torch.rand(6, 9, *SHAPE)
+    alone = torch.stack([net(x).squeeze(-1) for net, x in zip(nets, own)])
+    assert torch.allclose(stack(own), alone, atol=1e-5)
+    shared = torch.rand(2, 9, *SHAPE)  # networks 0-2 share the first inputs, 3-5 the second
+    alone = torch.stack([net(shared[i // 3]).squeeze(-1) for i, net in enumerate(nets)])
+    assert torch.allclose(stack(shared), alone, atol=1e-5)
+    assert torch.allclose(stack(shared[:1], slice(3, 6)), torch.stack([n(shared[0]).squeeze(-1) for n in nets[3:]]),
+                          atol=1e-5)
+    for i, net in enumerate(nets):
+        back = HistogramDNN(SHAPE)
+        back.load_state_dict(stack.network_state(i, back))
+        assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), net.state_dict().values()))
+
+
+def _train(stack: StackedDNN, optimiser, x, y, steps: int) -> None:
+    for _ in range(steps):
+        loss = F.binary_cross_entropy_with_logits(stack(x), y.expand(len(x), -1), reduction="none").mean(1).sum()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+
+
+def test_one_adamw_over_the_stack_is_one_adamw_per_network():
+    nets = _networks(4, dropout=0.0)
+    stack = StackedDNN(nets)
+    x, y = torch.rand(4, 16, *SHAPE), (torch.rand(16) > 0.5).float()
+    _train(stack, torch.optim.AdamW(stack.parameters(), lr=1e-2, weight_decay=1.0), x, y, steps=5)
+    for i, net in enumerate(nets):
+        optimiser = torch.optim.AdamW(net.parameters(), lr=1e-2, weight_decay=1.0)
+        for _ in range(5):
+            loss = F.binary_cross_entropy_with_logits(net(x[i]).squeeze(-1), y)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+        for key, value in stack.network_state(i, net).items():
+            assert torch.allclose(value, net.state_dict()[key], atol=1e-5), key
+
+
+def test_dropping_stopped_networks_keeps_the_others_training_state():
+    def adamw(parameters):
+        return torch.optim.AdamW(parameters, lr=1e-2, weight_decay=1.0)
+
+    full, narrowed = StackedDNN(_networks(3, dropout=0.0)), StackedDNN(_networks(3, dropout=0.0))
+    x, y = torch.rand(3, 16, *SHAPE), (torch.rand(16) > 0.5).float()
+    first, second = adamw(full.parameters()), adamw(narrowed.parameters())
+    _train(full, first, x, y, 3)
+    _train(narrowed, second, x, y, 3)
+    second = select_networks(narrowed, second, torch.tensor([0, 2]), adamw)
+    _train(full, first, x, y, 3)
+    _train(narrowed, second, x[[0, 2]], y, 3)
+    like = HistogramDNN(SHAPE)
+    for kept, original in ((0, 0), (1, 2)):
+        for key, value in narrowed.network_state(kept, like).items():
+            assert torch.allclose(value, full.network_state(original, like)[key], atol=1e-6), key
+
+
+def test_redrawn_exact_subsets_are_distinct_and_uniform():
+    generator = torch.Generator().manual_seed(3)
+    rows = draw_event_indices(50, 20, 4000, generator=generator, subsets="redraw")
+    assert all(len(set(row.tolist())) == 20 for row in rows)
+    counts = torch.bincount(rows.flatten(), minlength=50).double()
+    expected = 4000 * 20 / 50
+    assert float(((counts - expected) ** 2 / expected).sum()) < 100  # chi2 with 49 dof: mean 49, std 10
+    both = sum(1 for row in rows.tolist() if 0 in row and 1 in row)  # pairs as often as in uniform subsets
+    pairs = 4000 * 20 * 19 / (50 * 49)
+    assert abs(both - pairs) < 5 * pairs**0.5
+
+
+# ----------------------------------------------------------------------------- end to end
+
+SETTINGS = ["debug=smoke", "signal=spin2_onshell", "trainer.max_epochs=40", "data.n_val=2000", "data.n_test=4000",
+            "callbacks.early_stopping.patience_histograms=20000"]
+
+
+def _python(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    run = subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd, capture_output=True, text=True,
+                         env=os.environ)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A grid job (S/sqrt(B) = 0 and 1.5, seeds 1 and 2) and a single run of seed 1 at 1.5, in one store."""
+    cwd = tmp_path_factory.mktemp("grid")
+    grid = _python("train.py", *SETTINGS, "grid.snr=[0,1.5]", "repeats=2", cwd=cwd)
+    _python("train.py", *SETTINGS, "snr=1.5", "seed=1", "logger.mlflow.experiment_name=alone", cwd=cwd)
+    client = mlflow.MlflowClient(f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}")
+    return cwd, client, grid.stdout
+
+
+def _runs(client, experiment: str):
+    found = client.get_experiment_by_name(experiment)
+    return client.search_runs([found.experiment_id], max_results=1000)
+
+
+@pytest.mark.pythia
+def test_a_grid_job_logs_every_network_as_a_single_run(trained):
+    cwd, client, stdout = trained
+    runs = _runs(client, "debug")
+    (grid,) = [r for r in runs if r.data.tags.get("dmlhc.grid") == "true"]
+    points = [r for r in runs if r.data.tags.get("dmlhc.repeat") == "parent"]
+    seeds = [r for r in runs if r.data.tags.get("dmlhc.repeat") == "child"]
+    assert len(runs) == 1 + 2 + 4 and all(r.info.status == "FINISHED" for r in runs)
+    assert all(r.data.tags["mlflow.parentRunId"] == grid.info.run_id for r in points)
+    assert {r.data.tags["mlflow.parentRunId"] for r in seeds} == {r.info.run_id for r in points}
+    assert sorted(float(r.data.params["snr"]) for r in points) == [0.0, 1.5]
+    assert {r.data.params["seed"] for r in seeds} == {"1", "2"}
+    (alone,) = _runs(client, "alone")
+    (twin,) = [r for r in seeds if r.data.params["snr"] == "1.5" and r.data.params["seed"] == "1"]
+    differing = {k for k in alone.data.params if alone.data.params[k] != twin.data.params.get(k)}
+    assert differing <= {"repeats", "checkpoint", "logger.mlflow.experiment_name", "paths.output_dir"}, differing
+    assert set(alone.data.params) == set(twin.data.params)
+    assert set(alone.data.metrics) - set(twin.data.metrics) <= {"lr-AdamW"}, set(alone.data.metrics)
+    for key in ("val/auc", "val/loss"):
+        assert len(client.get_metric_history(twin.info.run_id, key)) == int(twin.data.metrics["epochs"])
+    steps = {k: client.get_metric_history(twin.info.run_id, k)[-1].step for k in ("test/auc", "test/auc_optimal")}
+    assert steps["test/auc"] == steps["test/auc_optimal"]
+    assert {a.path for a in client.list_artifacts(twin.info.run_id, "checkpoints")} == {"checkpoints/best.ckpt"}
+    assert "grid.csv" in {a.path for a in client.list_artifacts(grid.info.run_id)}
+    assert "networks per minute" in stdout
+
+
+@pytest.mark.pythia
+def test_a_network_in_the_grid_reaches_what_it_reaches_alone_and_points_do_not_leak(trained):
+    _, client, _ = trained
+    (alone,) = _runs(client, "alone")
+    seeds = [r for r in _runs(client, "debug") if r.data.tags.get("dmlhc.repeat") == "child"]
+    (twin,) = [r for r in seeds if r.data.params["snr"] == "1.5" and r.data.params["seed"] == "1"]
+    optimum = alone.data.metrics["test/auc_optimal"]
+    assert twin.data.metrics["test/auc_optimal"] == pytest.approx(optimum, abs=1e-9)  # the same test set
+    assert optimum > 0.75
+    # 4000 test histograms: AUC noise ~0.006; the two trainings differ in their streams and dropout
+    assert abs(twin.data.metrics["test/auc"] - alone.data.metrics["test/auc"]) < 0.02
+    assert optimum - twin.data.metrics["test/auc"] < 0.02
+    for null in (r for r in seeds if r.data.params["snr"] == "0.0"):
+        assert abs(null.data.metrics["test/auc"] - 0.5) < 0.04  # 4 sigma of the test AUC's noise at 0.5
+
+
+@pytest.mark.pythia
+def test_eval_retests_a_grid_network_from_its_run(trained):
+    cwd, client, _ = trained
+    seeds = [r for r in _runs(client, "debug") if r.data.tags.get("dmlhc.repeat") == "child"]
+    network = next(r for r in seeds if r.data.params["snr"] == "1.5")
+    _python("eval.py", f"run_id={network.info.run_id}", cwd=cwd)
+    (result,) = (cwd / "outputs" / "evals").glob("*/*/result.json")
+    assert json.loads(result.read_text())["test/auc"] == pytest.approx(network.data.metrics["test/auc"], abs=1e-6)
