@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--signal", default="spin2_onshell")
     parser.add_argument("--snr", default="0.112,0.447,1.118,4.47", help="the grid's S/sqrt(B) values")
     parser.add_argument("--repeats", type=int, default=5, help="seeds per point in the grid")
-    parser.add_argument("--single", type=int, default=4, help="networks trained one at a time (seed 1 at the first points)")
+    parser.add_argument("--single", type=int, default=4,
+                        help="networks trained one at a time (seed 1 at the first points)")
     parser.add_argument("--out", type=Path, help="also write the rates as JSON here")
     args = parser.parse_args(argv)
     snrs = [float(s) for s in args.snr.split(",")]

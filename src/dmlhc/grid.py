@@ -45,6 +45,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import lightning.pytorch as pl
 import torch
@@ -82,6 +83,10 @@ class Network:
     train_loss: float = 0.0
     test: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def net(self) -> HistogramDNN:
+        return cast(HistogramDNN, self.classifier.net)
+
 
 def grid_points(cfg: DictConfig) -> list[float]:
     """The S/sqrt(B) values of ``grid.snr``, checked."""
@@ -112,7 +117,7 @@ def point_config(cfg: DictConfig, snr: float) -> DictConfig:
     with open_dict(point):
         point.snr = snr
         point.grid.snr = None
-    return point
+    return cast(DictConfig, point)
 
 
 def train_grid(cfg: DictConfig) -> float:
@@ -189,7 +194,7 @@ class GridTrainer:
 
     def fit(self) -> None:
         active = list(self.networks)
-        model = StackedDNN([n.classifier.net for n in active]).to(self.modules[0].device)
+        model = StackedDNN([n.net for n in active]).to(self.modules[0].device)
         optimiser = self.new_optimiser(model.parameters())
         for epoch in range(self.max_epochs):
             started = time.perf_counter()
@@ -229,9 +234,10 @@ class GridTrainer:
         for p in sorted({n.point for n in active}):
             module, generator = self.modules[p], self.point_generators[p]
             signal = next(module.pools[name] for name in module.signal_sources).train
-            draw = dict(mode=module.mode, generator=generator, subsets="redraw")
-            additions[p] = torch.cat([draw_counts(signal, module.n_signal, half, **draw),
-                                      draw_counts(background, module.n_signal, self.batch - half, **draw)])
+            additions[p] = torch.cat([
+                draw_counts(signal, module.n_signal, half, mode=module.mode, generator=generator, subsets="redraw"),
+                draw_counts(background, module.n_signal, self.batch - half, mode=module.mode, generator=generator,
+                            subsets="redraw")])
         x = self._inputs(len(active), bank)
         for i, network in enumerate(active):
             torch.add(orders[network.seed], additions[network.point], out=x[i])
@@ -267,7 +273,7 @@ class GridTrainer:
                 if best is None or (value > best if self.maximise else value < best):
                     network.best = {"val/loss": loss, "val/auc": auc}
                     network.best_epoch, network.wait = epoch + 1, 0
-                    network.best_state = model.network_state(start + k, network.classifier.net)
+                    network.best_state = model.network_state(start + k, network.net)
                 else:
                     network.wait += 1
                 if network.wait >= self.patience or (self.maximise and auc >= 1.0) or epoch + 1 >= self.max_epochs:
@@ -288,7 +294,7 @@ def test_point(module: EnsembleDataModule, networks: list[Network], cfg: DictCon
     n_bootstrap = int(((cfg.get("callbacks") or {}).get("results") or {}).get("n_bootstrap", 20))
     optimum = module.optimal_auc(n_bootstrap=n_bootstrap)
     for network in networks:
-        net = network.classifier.net
+        net = network.net
         if network.best_state:
             net.load_state_dict(network.best_state)
         net.eval()
@@ -322,7 +328,7 @@ def log_grid(cfg: DictConfig, snrs: list[float], modules: list[EnsembleDataModul
             runs.record(metrics)
         runs.finish(objective, report=False)
         mean, std = trimmed_statistic([n.test["test/auc"] for n in members])
-        row = {"signal": derived["signal"], "snr": snr, "test/auc": mean, "test/auc_std": std,
+        row: dict[str, Any] = {"signal": derived["signal"], "snr": snr, "test/auc": mean, "test/auc_std": std,
                "repeats": len(members), "test/auc_optimal": members[0].test["test/auc_optimal"],
                "test/auc_optimal_std": members[0].test["test/auc_optimal_std"],
                "epochs": sum(len(n.history) for n in members) / len(members), "run_id": runs.top_run_id}
@@ -365,7 +371,7 @@ def _log_network(logger, network: Network, module: EnsembleDataModule, output: P
     client.log_batch(run_id, params=[Param(k, str(v)) for k, v in pool_params(module).items()])
     steps = module.steps_per_epoch
     now = int(time.time() * 1000)
-    entries = [Metric(key, value, now, (row["epoch"] + 1) * steps) for row in network.history
+    entries = [Metric(key, value, now, (int(row["epoch"]) + 1) * steps) for row in network.history
                for key, value in row.items()]
     last_step = len(network.history) * steps
     metrics = dict(network.test) | {"epochs": len(network.history), "best_epoch": network.best_epoch} \

@@ -18,6 +18,7 @@ as one more output column.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -29,6 +30,10 @@ from dmlhc.models.architectures import HistogramDNN, Standardise
 class StackedDNN(nn.Module):
     """N HistogramDNNs of one shape as stacked parameters (module docstring); :meth:`network` gives one back."""
 
+    # Buffers registered in __init__; torch's stubs type them as Tensor | Module.
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, nets: Sequence[HistogramDNN]):
         super().__init__()
         if not nets or not all(isinstance(net, HistogramDNN) for net in nets):
@@ -39,7 +44,8 @@ class StackedDNN(nn.Module):
         if any(s != shapes[0] for s in shapes):
             raise ValueError("the stacked networks differ in shape; a grid trains one architecture")
         self.dropout = next((m.p for m in first.body if isinstance(m, nn.Dropout)), 0.0)
-        linears = [[m for m in net.body if isinstance(m, nn.Linear)] + [net.head] for net in nets]
+        linears: list[list[nn.Linear]] = [[m for m in net.body if isinstance(m, nn.Linear)] + [net.head]
+                                          for net in nets]
         # weights as (N, in, out) for x @ W, biases as (N, 1, out)
         self.weights = nn.ParameterList(
             nn.Parameter(torch.stack([layers[i].weight.detach().t() for layers in linears]).contiguous())
@@ -49,8 +55,9 @@ class StackedDNN(nn.Module):
             for i in range(len(linears[0])))
         self.has_skip = first.skip is not None
         if self.has_skip:
-            self.skip_weight = nn.Parameter(torch.stack([net.skip.weight.detach().t() for net in nets]).contiguous())
-            self.skip_bias = nn.Parameter(torch.stack([net.skip.bias.detach()[None] for net in nets]).contiguous())
+            skips = [cast(nn.Linear, net.skip) for net in nets]
+            self.skip_weight = nn.Parameter(torch.stack([skip.weight.detach().t() for skip in skips]).contiguous())
+            self.skip_bias = nn.Parameter(torch.stack([skip.bias.detach()[None] for skip in skips]).contiguous())
         n_inputs = self.weights[0].shape[1]
         mean = [n.standardise.mean if isinstance(n.standardise, Standardise) else torch.zeros(n_inputs) for n in nets]
         std = [n.standardise.std if isinstance(n.standardise, Standardise) else torch.ones(n_inputs) for n in nets]
@@ -60,13 +67,6 @@ class StackedDNN(nn.Module):
     @property
     def n_networks(self) -> int:
         return self.weights[0].shape[0]
-
-    def set_statistics(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        """Per-network input mean and std, (N, n_inputs) each (as Standardise.set_statistics per network)."""
-        if mean.shape != self.mean.shape or std.shape != self.std.shape or not bool(torch.all(std > 0)):
-            raise ValueError(f"input statistics must be ({self.n_networks}, n_inputs) with std > 0")
-        self.mean.copy_(mean)
-        self.std.copy_(std)
 
     def _first_layer(self, part: slice) -> tuple[torch.Tensor, torch.Tensor]:
         """Weight (n, in, out[+1]) and bias (n, 1, out[+1]) of the first layer of networks ``part``, the

@@ -130,7 +130,7 @@ class RunGroup:
     @property
     def top_run_id(self) -> str:
         """The run that stands for the group: the parent of the repeats, or the one run."""
-        return (self.parent or self.loggers[-1]).run_id
+        return str((self.parent or self.loggers[-1]).run_id)
 
     def finish(self, objective: str, report: bool = True) -> float:
         """Close the parent run with the repeat statistic and (``report``) print the job's summary and write its
