@@ -1,19 +1,22 @@
 """A grid of trainings over benchmarks x S/sqrt(B), collected from MLflow into a table and a figure.
 
     python experiments/grid.py fig7                 # train every point, then collect (hours on 2 cores)
+    python experiments/grid.py fig7 -- repeats=5    # extra overrides for train.py after --
     python experiments/grid.py fig7_quick           # two benchmarks, two S/sqrt(B), B = 2000 (minutes)
     python experiments/grid.py fig7 --collect-only  # only collect what MLflow holds
-    python experiments/grid.py fig7 -- trainer=gpu  # extra overrides for train.py after --
+    python experiments/grid.py fig7 -- trainer=gpu
 
 Training is ``python train.py experiment=NAME -m`` (conf/experiment/NAME.yaml lists the
-grid in ``hydra.sweeper.params``; every point is one MLflow run in the experiment of the
-same name). Collection reads, with MLflow's client, the newest finished run of every
-(signal, snr) and writes ``experiments/results/NAME/`` (or --out):
+benchmarks in ``hydra.sweeper.params`` and the S/sqrt(B) values in ``grid.snr``: one grid
+job per benchmark, :mod:`dmlhc.grid`; every network is one MLflow run in the experiment of
+the same name, a point with repeats one parent run of its seeds). Collection reads, with
+MLflow's client, the newest finished run of every (signal, snr) and writes ``experiments/results/NAME/`` (or --out):
 
-- ``auc_vs_snr.csv``: signal, snr, test/auc, test/auc_optimal, test/auc_optimal_std,
-  gap (= optimum - network), epochs, run_id;
-- ``auc_vs_snr.png``: AUC vs S/sqrt(B), network solid, optimum dashed, one colour per
-  benchmark, log x;
+- ``auc_vs_snr.csv``: signal, snr, test/auc (the trimmed mean over repeats where a point has
+  them), test/auc_std, repeats, test/auc_optimal, test/auc_optimal_std (its bootstrap spread),
+  gap (= optimum - network), epochs, run_id (the point's run);
+- ``auc_vs_snr.png``: AUC vs S/sqrt(B), network solid (+- its spread), optimum dashed, one
+  colour per benchmark, log x;
 
 and logs both as artifacts of a summary run ``NAME_summary`` in the same experiment, with
 the largest gap as a metric. Prints the table and the largest gap.
@@ -91,7 +94,8 @@ def write_table(rows: list[dict], path: Path) -> Path:
 
 
 def plot(rows: list[dict], path: Path, title: str) -> Path:
-    """AUC vs S/sqrt(B): network solid with markers, optimum dashed, one colour per benchmark, log x."""
+    """AUC vs S/sqrt(B): network solid with markers (trimmed mean +- std over repeats), optimum dashed, one colour
+    per benchmark, log x."""
     from dmlhc.tracking.plots import hep_label, hep_style, save
 
     with hep_style():
@@ -101,7 +105,9 @@ def plot(rows: list[dict], path: Path, title: str) -> Path:
         for k, signal in enumerate(signals):
             points = [r for r in rows if r["signal"] == signal]
             snr = [r["snr"] for r in points]
-            ax.plot(snr, [r["test/auc"] for r in points], "-o", color=colours(k % 10), ms=4, label=signal)
+            spread = [r["test/auc_std"] if r["test/auc_std"] == r["test/auc_std"] else 0.0 for r in points]  # nan: 0
+            ax.errorbar(snr, [r["test/auc"] for r in points], yerr=spread, fmt="-o", color=colours(k % 10), ms=4,
+                        capsize=2, label=signal)
             ax.plot(snr, [r["test/auc_optimal"] for r in points], "--", color=colours(k % 10), lw=1)
         ax.plot([], [], "k-o", ms=4, label="network")
         ax.plot([], [], "k--", lw=1, label="optimum (likelihood ratio)")
