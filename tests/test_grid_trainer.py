@@ -188,3 +188,13 @@ def test_eval_retests_a_grid_network_from_its_run(trained):
     _python("eval.py", f"run_id={network.info.run_id}", cwd=cwd)
     (result,) = (cwd / "outputs" / "evals").glob("*/*/result.json")
     assert json.loads(result.read_text())["test/auc"] == pytest.approx(network.data.metrics["test/auc"], abs=1e-6)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_stacked_networks_on_cuda_give_what_they_give_on_the_cpu():
+    nets = _networks(6)
+    x = torch.rand(2, 64, *SHAPE)
+    on_cpu = StackedDNN(nets).eval()(x)
+    on_cuda = StackedDNN(nets).cuda().eval()(x.cuda())
+    assert torch.allclose(on_cuda.cpu(), on_cpu, atol=1e-4)

@@ -128,7 +128,8 @@ def train_grid(cfg: DictConfig) -> float:
     repeats = integer("repeats", cfg.repeats, minimum=1, fix="train at least once")
     prepare_process(cfg)
     ready = time.perf_counter()
-    modules = [instantiate("data", point_config(cfg, s).data, snr=s) for s in snrs]
+    device = "cpu" if cfg.trainer.get("accelerator") == "cpu" else cfg.data.get("device", "auto")  # as the Trainer
+    modules = [instantiate("data", point_config(cfg, s).data, snr=s, device=device) for s in snrs]
     first = modules[0]
     probe = instantiate("model", cfg.model, input_shape=first.input_shape, n_classes=first.n_classes)
     if not isinstance(probe.net, HistogramDNN):
@@ -294,7 +295,7 @@ def test_point(module: EnsembleDataModule, networks: list[Network], cfg: DictCon
     n_bootstrap = int(((cfg.get("callbacks") or {}).get("results") or {}).get("n_bootstrap", 20))
     optimum = module.optimal_auc(n_bootstrap=n_bootstrap)
     for network in networks:
-        net = network.net
+        net = network.net.to(test.x.device)
         if network.best_state:
             net.load_state_dict(network.best_state)
         net.eval()
