@@ -135,3 +135,14 @@ def test_eval_py_help_shows_its_usage(tmp_path):
     run = _python("eval.py", "--help", cwd=tmp_path)
     assert run.returncode == 0 and "python eval.py run_id=<id> data.data_seed=7" in run.stdout
     assert "== Configuration groups ==" in run.stdout and "signal: alp" in run.stdout
+
+
+@pytest.mark.pythia
+def test_averaged_weights_are_what_a_run_validates_tests_and_eval_loads(tmp_path):
+    """callbacks=ema: the checkpoint holds the averaged weights, the run tests them, eval.py loads the same."""
+    run = _python("train.py", *TRAINING, "callbacks=ema", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    (result,) = (tmp_path / "outputs" / "runs").glob("*/*/result.json")
+    training = json.loads(result.read_text())
+    evaluation = _eval_result(tmp_path, _python("eval.py", f"run_id={training['run_id']}", cwd=tmp_path))
+    assert evaluation["test/auc"] == pytest.approx(training["test/auc"], abs=1e-6)

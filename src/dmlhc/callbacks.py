@@ -1,5 +1,5 @@
 """Training callbacks of the ``callbacks`` config group: early stopping with its patience counted in training
-histograms, and Optuna pruning for the jobs of a sweep."""
+histograms, Optuna pruning for the jobs of a sweep, and averaged weights (``callbacks=ema``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 from collections.abc import Mapping
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import EarlyStopping
+from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging
 
 from dmlhc.errors import ConfigError
 
@@ -72,3 +72,17 @@ class OptunaPruning(pl.Callback):
             log.info("Optuna pruned trial %d at epoch %d", self.trial.number, trainer.current_epoch)
             self.trial.set_user_attr("pruned", True)
             trainer.should_stop = True
+
+
+class AveragedWeights(EMAWeightAveraging):
+    """Lightning's EMA weight averaging (``callbacks=ema``) whose averaged weights are the ones tested.
+
+    A checkpoint holds the averaged weights as its ``state_dict`` (and the raw ones beside them);
+    Lightning's callback, once fitted, restores the raw weights whenever a checkpoint is loaded, so
+    ``trainer.test(ckpt_path="best")`` would test weights that were never validated. Outside fitting this
+    one leaves the loaded (averaged) weights in place, as ``eval.py`` and ``load_from_checkpoint`` load them.
+    """
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        if trainer.state.fn == "fit":
+            super().on_load_checkpoint(trainer, pl_module, checkpoint)

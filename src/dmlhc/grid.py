@@ -38,6 +38,7 @@ holds the table of the points (``grid.csv``) and the grid's speed. Per-run plots
 
 from __future__ import annotations
 
+import copy
 import csv
 import logging
 import math
@@ -58,7 +59,7 @@ from dmlhc.data.datamodule import EnsembleDataModule, _derive_seed
 from dmlhc.data.ensembles import draw_counts, normalise
 from dmlhc.errors import ConfigError
 from dmlhc.models.architectures import HistogramDNN
-from dmlhc.models.stacked import StackedDNN, select_networks
+from dmlhc.models.stacked import StackedDNN, keep_networks, select_networks
 from dmlhc.tracking.reporter import pool_params
 from dmlhc.tracking.runs import RunGroup, derived_params, log_checkpoint
 from dmlhc.tracking.store import check_tracking_store, configured_tracking_uri, trimmed_statistic
@@ -182,6 +183,8 @@ class GridTrainer:
         self.patience = math.ceil(int(early.get("patience_histograms", 200_000)) / per_epoch) if early else math.inf
         self.max_epochs = int(cfg.trainer.max_epochs) if cfg.trainer.get("max_epochs") not in (None, -1) else 10**6
         self.lr, self.weight_decay = float(cfg.model.lr), float(cfg.model.weight_decay)
+        ema = (cfg.get("callbacks") or {}).get("ema")  # callbacks=ema: weights averaged as EMAWeightAveraging does
+        self.ema_decay = float(ema.get("decay", 0.999)) if ema else None
         device = first.device
         self.generators = {seed: torch.Generator(device=device).manual_seed(_derive_seed(seed, "train", 0))
                            for seed in sorted({n.seed for n in networks})}
@@ -197,6 +200,7 @@ class GridTrainer:
         active = list(self.networks)
         model = StackedDNN([n.net for n in active]).to(self.modules[0].device)
         optimiser = self.new_optimiser(model.parameters())
+        averaged = copy.deepcopy(model) if self.ema_decay else model  # validated, checkpointed and tested
         for epoch in range(self.max_epochs):
             started = time.perf_counter()
             model.train()
@@ -208,8 +212,12 @@ class GridTrainer:
                 optimiser.zero_grad(set_to_none=True)
                 per_network.sum().backward()
                 optimiser.step()
+                if averaged is not model:
+                    with torch.no_grad():
+                        for mean, param in zip(averaged.parameters(), model.parameters()):
+                            mean.lerp_(param, 1 - float(self.ema_decay or 0))
                 losses += per_network.detach().cpu()
-            self.validate(model, active, epoch, losses / self.steps)
+            self.validate(averaged, active, epoch, losses / self.steps)
             keep = [i for i, n in enumerate(active) if not n.stopped]
             log.info("grid epoch %d (%.1f s): %d of %d networks still training", epoch + 1,
                      time.perf_counter() - started, len(keep), len(self.networks))
@@ -217,6 +225,8 @@ class GridTrainer:
                 return
             if len(keep) < len(active):
                 optimiser = select_networks(model, optimiser, torch.tensor(keep), self.new_optimiser)
+                if averaged is not model:
+                    keep_networks(averaged, torch.tensor(keep))
                 active = [active[i] for i in keep]
         for network in active:
             network.stopped = True

@@ -117,15 +117,19 @@ def select_networks(model: StackedDNN, optimiser: torch.optim.Optimizer, keep: t
                     make_optimiser: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]) -> torch.optim.Optimizer:
     """Keep only networks ``keep`` (indices) in ``model`` (in place) and return a new optimiser from
     ``make_optimiser`` over its parameters that carries each kept network's state of ``optimiser``."""
-    old = list(model.parameters())
-    state = [optimiser.state.get(p, {}) for p in old]
-    for name, param in list(model.named_parameters()):
-        _set_parameter(model, name, nn.Parameter(param.detach()[keep].clone()))
-    model.mean, model.std = model.mean[keep].clone(), model.std[keep].clone()
+    state = [optimiser.state.get(p, {}) for p in model.parameters()]
+    keep_networks(model, keep)
     new = make_optimiser(model.parameters())
     for param, saved in zip(model.parameters(), state):
         new.state[param] = {k: (v[keep].clone() if torch.is_tensor(v) and v.dim() > 0 else v) for k, v in saved.items()}
     return new
+
+
+def keep_networks(model: StackedDNN, keep: torch.Tensor) -> None:
+    """Narrow ``model`` in place to the networks ``keep`` (indices): new parameters, no optimiser state."""
+    for name, param in list(model.named_parameters()):
+        _set_parameter(model, name, nn.Parameter(param.detach()[keep].clone()))
+    model.mean, model.std = model.mean[keep].clone(), model.std[keep].clone()
 
 
 def _set_parameter(module: nn.Module, name: str, value: nn.Parameter) -> None:
