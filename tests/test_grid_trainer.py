@@ -198,3 +198,18 @@ def test_stacked_networks_on_cuda_give_what_they_give_on_the_cpu():
     on_cpu = StackedDNN(nets).eval()(x)
     on_cuda = StackedDNN(nets).cuda().eval()(x.cuda())
     assert torch.allclose(on_cuda.cpu(), on_cpu, atol=1e-4)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["grid.snr=0.5"], "grid.snr=0.5: give a list of S/sqrt(B) values"),
+    (["grid.snr=[0.5,0.5]"], "every S/sqrt(B) once"),
+    (["grid.snr=[0.5,abc]"], "grid.snr='abc': must be a finite number >= 0"),
+    (["grid.snr=[0.5]", "model=multiclass"], "the grid trainer trains binary tasks"),
+    (["grid.snr=[0.5]", "architecture=cnn"], "the grid trainer stacks HistogramDNN networks"),
+])
+def test_a_grid_it_cannot_train_is_refused_in_one_line(tmp_path, overrides, message):
+    run = subprocess.run([sys.executable, str(ROOT / "train.py"), "debug=smoke", *overrides], cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert message in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "mlruns" / "mlflow.db").exists()  # refused before any run or sample

@@ -61,7 +61,7 @@ from dmlhc.errors import ConfigError
 from dmlhc.models.architectures import HistogramDNN
 from dmlhc.models.stacked import StackedDNN, keep_networks, select_networks
 from dmlhc.tracking.reporter import pool_params
-from dmlhc.tracking.runs import RunGroup, derived_params, log_checkpoint
+from dmlhc.tracking.runs import RunGroup, architecture_name, derived_params, log_checkpoint
 from dmlhc.tracking.store import check_tracking_store, configured_tracking_uri, trimmed_statistic
 
 log = logging.getLogger(__name__)
@@ -365,8 +365,9 @@ def log_grid(cfg: DictConfig, snrs: list[float], modules: list[EnsembleDataModul
 
 def _grid_run(cfg: DictConfig, derived: dict, snrs: list[float], n_networks: int):
     """The grid's parent run: ``grid_<signal>_<architecture>_seeds<a>-<b>``, its params the grid's settings."""
+    seeds = f"seeds{cfg.seed}-{int(cfg.seed) + int(cfg.repeats) - 1}"
     logger = instantiate("logger.mlflow", cfg.logger.mlflow, run_name=(
-        f"grid_{derived['signal']}_{derived['architecture']}_seeds{cfg.seed}-{int(cfg.seed) + int(cfg.repeats) - 1}"),
+        f"grid_{derived['signal']}_{architecture_name(cfg)}_{seeds}"),
         tags={"dmlhc.grid": "true", "dmlhc.task": str(derived["task"])})
     logger.log_hyperparams({"signal": derived["signal"], "grid.snr": ",".join(f"{s:g}" for s in snrs),
                             "repeats": int(cfg.repeats), "seed": int(cfg.seed), "networks": n_networks,
