@@ -10,6 +10,7 @@ Both sides are real ``python train.py`` jobs on the same settings, samples (cach
 - one at a time: ``--single`` of the same networks (seed 1 at the first points), one job each, as
   ``python train.py snr=X seed=1`` trains them.
 
+With CUDA present the grid also runs on the GPU (``trainer.accelerator=gpu``), and its rate is printed too.
 Each side's rate is networks / wall-clock minutes of its whole jobs (data set-up, training, testing with the
 optimum, logging). Prints both rates and, last, their ratio; ``--out`` also writes them as JSON.
 """
@@ -65,6 +66,13 @@ def main(argv: list[str] | None = None) -> int:
         grid_rate = 60 * grid_networks / grid_s
         print(f"grid trainer:   {grid_networks:3d} networks in {grid_s:7.1f} s = {grid_rate:6.2f} networks/min",
               flush=True)
+        cuda_rate = None
+        if torch.cuda.is_available():  # the same grid on the GPU: the stacked model and the draws on the device
+            cuda_s = job([*settings, f"grid.snr=[{','.join(map(str, snrs))}]", f"repeats={args.repeats}",
+                          "trainer.accelerator=gpu"], store, cwd)
+            cuda_rate = 60 * grid_networks / cuda_s
+            print(f"grid on CUDA:   {grid_networks:3d} networks in {cuda_s:7.1f} s = {cuda_rate:6.2f} networks/min",
+                  flush=True)
         points = [snrs[i % len(snrs)] for i in range(args.single)]
         single_s = sum(job([*settings, f"snr={snr}", "seed=1"], store, cwd) for snr in points)
         single_rate = 60 * len(points) / single_s
@@ -74,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ratio grid / one at a time: {ratio:.1f}x")
     if args.out:
         args.out.write_text(json.dumps({"grid_per_minute": grid_rate, "single_per_minute": single_rate,
+                                        "grid_cuda_per_minute": cuda_rate,
                                         "ratio": ratio, "snr": snrs, "repeats": args.repeats,
                                         "settings": settings}, indent=1))
     return 0
