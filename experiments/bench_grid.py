@@ -28,6 +28,8 @@ from pathlib import Path
 
 import torch
 
+from dmlhc.config import split_overrides
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -43,9 +45,7 @@ def job(overrides: list[str], store: Path, cwd: Path) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
-    argv = argv[: argv.index("--")] if "--" in argv else argv
+    argv, extra = split_overrides(list(sys.argv[1:] if argv is None else argv))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--signal", default="spin2_onshell")
     parser.add_argument("--snr", default="0.112,0.447,1.118,4.47", help="the grid's S/sqrt(B) values")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import mlflow  # noqa: E402
 
+from dmlhc.config import split_overrides  # noqa: E402
 from dmlhc.tracking.store import resolve_tracking_uri as tracking_uri  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,7 +80,7 @@ def collect(experiment: str) -> list[dict]:
                      "test/auc_std": metrics.get("test/auc_std", float("nan")),
                      "repeats": int(params.get("repeats", 1)), "test/auc_optimal": optimum,
                      "test/auc_optimal_std": metrics.get("test/auc_optimal_std", float("nan")),
-                     "gap": optimum - network, "epochs": metrics.get("epochs", metrics.get("epoch", -2) + 1),
+                     "gap": optimum - network, "epochs": metrics.get("epochs", metrics.get("epoch", -1) + 1),
                      "run_id": run.info.run_id}
     return [rows[k] for k in sorted(rows)]
 
@@ -105,7 +107,7 @@ def plot(rows: list[dict], path: Path, title: str) -> Path:
         for k, signal in enumerate(signals):
             points = [r for r in rows if r["signal"] == signal]
             snr = [r["snr"] for r in points]
-            spread = [r["test/auc_std"] if r["test/auc_std"] == r["test/auc_std"] else 0.0 for r in points]  # nan: 0
+            spread = [0.0 if math.isnan(r["test/auc_std"]) else r["test/auc_std"] for r in points]  # one seed: none
             ax.errorbar(snr, [r["test/auc"] for r in points], yerr=spread, fmt="-o", color=colours(k % 10), ms=4,
                         capsize=2, label=signal)
             ax.plot(snr, [r["test/auc_optimal"] for r in points], "--", color=colours(k % 10), lw=1)
@@ -133,9 +135,7 @@ def log_summary(experiment: str, paths: list[Path], rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    overrides = argv[argv.index("--") + 1 :] if "--" in argv else []
-    argv = argv[: argv.index("--")] if "--" in argv else argv
+    argv, overrides = split_overrides(list(sys.argv[1:] if argv is None else argv))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("name", help="an experiment config: conf/experiment/NAME.yaml (e.g. fig7, fig7_quick)")
     parser.add_argument("--collect-only", action="store_true", help="do not train; collect what MLflow holds")

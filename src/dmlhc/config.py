@@ -53,6 +53,14 @@ def _checked(key: str, value, whole: bool, minimum: float | None, fix: str) -> f
     return parsed
 
 
+def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
+    """A script's command line as (its own arguments, the ``python train.py`` overrides after ``--``)."""
+    if "--" not in argv:
+        return list(argv), []
+    cut = argv.index("--")
+    return argv[:cut], argv[cut + 1 :]
+
+
 def instantiate_callbacks(callbacks: DictConfig | None) -> list:
     """Every entry of the ``callbacks`` group that has a ``_target_`` (``callbacks.NAME: null`` drops one)."""
     return [instantiate(f"callbacks.{name!s}", node) for name, node in (callbacks or {}).items()

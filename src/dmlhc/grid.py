@@ -63,6 +63,7 @@ from dmlhc.models.stacked import StackedDNN, keep_networks, select_networks
 from dmlhc.tracking.reporter import pool_params
 from dmlhc.tracking.runs import RunGroup, architecture_name, derived_params, log_checkpoint
 from dmlhc.tracking.store import check_tracking_store, configured_tracking_uri, trimmed_statistic
+from dmlhc.train import check_trainer
 
 log = logging.getLogger(__name__)
 EVAL_CHUNK = 4096  # validation/test histograms per product (bounds memory: networks x chunk x first-layer width)
@@ -81,7 +82,6 @@ class Network:
     best_epoch: int = 0
     wait: int = 0
     stopped: bool = False
-    train_loss: float = 0.0
     test: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -127,6 +127,7 @@ def train_grid(cfg: DictConfig) -> float:
     snrs = grid_points(cfg)
     check_grid_config(cfg)
     repeats = integer("repeats", cfg.repeats, minimum=1, fix="train at least once")
+    check_trainer(cfg, [])  # trainer.max_epochs >= 1 (or -1) and a trainer config Lightning accepts, as a single job
     prepare_process(cfg)
     ready = time.perf_counter()
     device = "cpu" if cfg.trainer.get("accelerator") == "cpu" else cfg.data.get("device", "auto")  # as the Trainer
@@ -201,6 +202,7 @@ class GridTrainer:
         model = StackedDNN([n.net for n in active]).to(self.modules[0].device)
         optimiser = self.new_optimiser(model.parameters())
         averaged = copy.deepcopy(model) if self.ema_decay else model  # validated, checkpointed and tested
+        ema_weight = 1 - (self.ema_decay or 0.0)
         for epoch in range(self.max_epochs):
             started = time.perf_counter()
             model.train()
@@ -215,7 +217,7 @@ class GridTrainer:
                 if averaged is not model:
                     with torch.no_grad():
                         for mean, param in zip(averaged.parameters(), model.parameters()):
-                            mean.lerp_(param, 1 - float(self.ema_decay or 0))
+                            mean.lerp_(param, ema_weight)
                 losses += per_network.detach().cpu()
             self.validate(averaged, active, epoch, losses / self.steps)
             keep = [i for i, n in enumerate(active) if not n.stopped]
@@ -228,8 +230,6 @@ class GridTrainer:
                 if averaged is not model:
                     keep_networks(averaged, torch.tensor(keep))
                 active = [active[i] for i in keep]
-        for network in active:
-            network.stopped = True
 
     def batch_of(self, active: list[Network]) -> tuple[torch.Tensor, torch.Tensor]:
         """Training inputs (N, batch, n_bins) of the active networks and labels (batch,), the first half SM +
@@ -304,6 +304,8 @@ def test_point(module: EnsembleDataModule, networks: list[Network], cfg: DictCon
     test = module.sets["test"]
     n_bootstrap = int(((cfg.get("callbacks") or {}).get("results") or {}).get("n_bootstrap", 20))
     optimum = module.optimal_auc(n_bootstrap=n_bootstrap)
+    optimum_metrics = {"test/auc_optimal": optimum.auc, "test/auc_optimal_std": optimum.std or 0.0,
+                       "test/auc_optimal_pseudo_count": module.optimum_pseudo_count()}
     for network in networks:
         net = network.net.to(test.x.device)
         if network.best_state:
@@ -312,9 +314,7 @@ def test_point(module: EnsembleDataModule, networks: list[Network], cfg: DictCon
         with torch.no_grad():
             scores = torch.cat([torch.sigmoid(net(test.x[i: i + EVAL_CHUNK]).squeeze(-1))
                                 for i in range(0, len(test.x), EVAL_CHUNK)])
-        network.test = {"test/auc": float(binary_auroc(scores, test.y.long())), "test/auc_optimal": optimum.auc,
-                        "test/auc_optimal_std": optimum.std or 0.0,
-                        "test/auc_optimal_pseudo_count": module.optimum_pseudo_count()}
+        network.test = {"test/auc": float(binary_auroc(scores, test.y.long()))} | optimum_metrics
 
 
 def log_grid(cfg: DictConfig, snrs: list[float], modules: list[EnsembleDataModule], networks: list[Network],
