@@ -1,5 +1,5 @@
 """Training callbacks of the ``callbacks`` config group: early stopping with its patience counted in training
-histograms, Optuna pruning for the jobs of a sweep, and averaged weights (``callbacks=ema``)."""
+histograms, Optuna pruning for the jobs of a sweep, and averaged weights (``callbacks.ema``, in the defaults)."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ class OptunaPruning(pl.Callback):
 
 
 class AveragedWeights(EMAWeightAveraging):
-    """Lightning's EMA weight averaging (``callbacks=ema``) whose averaged weights are the ones tested.
+    """Lightning's EMA weight averaging (``callbacks.ema``) whose averaged weights are the ones tested.
 
     A checkpoint holds the averaged weights as its ``state_dict`` (and the raw ones beside them);
     Lightning's callback, once fitted, restores the raw weights whenever a checkpoint is loaded, so

@@ -78,18 +78,33 @@ def resolve(cfg: DictConfig, given: list[str]) -> tuple[DictConfig, str, Any]:
             raise ConfigError(f"ckpt_path={cfg.ckpt_path}: no such file; give a checkpoint (.ckpt) of train.py, or "
                               f"run_id=<id> of its MLflow run")
         return cfg, str(cfg.ckpt_path), None
+    uri = resolve_tracking_uri(cfg.logger.mlflow.tracking_uri)
+    trained, checkpoint, run = fetch_run(uri, str(cfg.run_id), Path(cfg.paths.output_dir) / "source_run")
+    cfg = restore(cfg, trained, given)
+    if "logger.mlflow.experiment_name" not in given:  # beside the run it tests
+        from mlflow import MlflowClient
+
+        cfg.logger.mlflow.experiment_name = MlflowClient(uri).get_experiment(run.info.experiment_id).name
+    return cfg, checkpoint, run
+
+
+def fetch_run(uri: str, run_id: str, folder: Path, option: str = "run_id=",
+              store_option: str = "logger.mlflow.tracking_uri=") -> tuple[DictConfig, str, Any]:
+    """A training run of the store at ``uri``: its ``config.yaml`` as trained and its best checkpoint, both
+    downloaded into ``folder``, and the MLflow run. ``option`` and ``store_option``: how the command line names the
+    run and the store (``run_id=``, ``--run ``), for the messages; a store that does not exist is not created."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    uri = resolve_tracking_uri(cfg.logger.mlflow.tracking_uri)
+    fix = (f"copy the id from a training's summary or the MLflow UI, and point MLFLOW_TRACKING_URI (or "
+           f"{store_option}) at its store")
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise ConfigError(f"{option}{run_id}: no such run in {redact(uri)}, which does not exist; {fix}")
     client = MlflowClient(uri)
     try:
-        run = client.get_run(str(cfg.run_id))
+        run = client.get_run(run_id)
     except MlflowException:
-        raise ConfigError(f"run_id={cfg.run_id}: no such run in {redact(uri)}; copy the id from a training's "
-                          f"summary or the MLflow UI, and point MLFLOW_TRACKING_URI (or logger.mlflow.tracking_uri=) "
-                          f"at its store") from None
-    folder = Path(cfg.paths.output_dir) / "source_run"
+        raise ConfigError(f"{option}{run_id}: no such run in {redact(uri)}; {fix}") from None
     folder.mkdir(parents=True, exist_ok=True)
     try:
         trained = OmegaConf.load(client.download_artifacts(run.info.run_id, "config.yaml", str(folder)))
@@ -98,12 +113,10 @@ def resolve(cfg: DictConfig, given: list[str]) -> tuple[DictConfig, str, Any]:
         children = client.search_runs([run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{run.info.run_id}'")
         hint = (f"it is the parent of repeats: give one of its runs, {', '.join(c.info.run_id for c in children)}"
                 if children else "train it again with callbacks.model_checkpoint enabled (the default)")
-        raise ConfigError(f"run_id={cfg.run_id}: the run has no config.yaml and {CHECKPOINT_ARTIFACT} artifacts; "
+        raise ConfigError(f"{option}{run_id}: the run has no config.yaml and {CHECKPOINT_ARTIFACT} artifacts; "
                           f"{hint}") from None
-    cfg = restore(cfg, trained, given)
-    if "logger.mlflow.experiment_name" not in given:  # beside the run it tests
-        cfg.logger.mlflow.experiment_name = client.get_experiment(run.info.experiment_id).name
-    return cfg, checkpoint, run
+    assert isinstance(trained, DictConfig)  # config.yaml is a mapping
+    return trained, checkpoint, run
 
 
 def restore(cfg: DictConfig, trained: Any, given: list[str]) -> DictConfig:

@@ -184,7 +184,7 @@ class GridTrainer:
         self.patience = math.ceil(int(early.get("patience_histograms", 200_000)) / per_epoch) if early else math.inf
         self.max_epochs = int(cfg.trainer.max_epochs) if cfg.trainer.get("max_epochs") not in (None, -1) else 10**6
         self.lr, self.weight_decay = float(cfg.model.lr), float(cfg.model.weight_decay)
-        ema = (cfg.get("callbacks") or {}).get("ema")  # callbacks=ema: weights averaged as EMAWeightAveraging does
+        ema = (cfg.get("callbacks") or {}).get("ema")  # weights averaged as AveragedWeights does
         self.ema_decay = float(ema.get("decay", 0.999)) if ema else None
         device = first.device
         self.generators = {seed: torch.Generator(device=device).manual_seed(_derive_seed(seed, "train", 0))

@@ -380,7 +380,7 @@ class EnsembleDataModule(pl.LightningDataModule):
 
     def _draw_set(self, split: str, n: int, mode: Mode, generator: torch.Generator) -> LabelledSet:
         raw, y, for_optimum = self._draw(split, n, mode, generator)
-        return LabelledSet(self._inputs(raw), y, for_optimum)
+        return LabelledSet(self.network_inputs(raw), y, for_optimum)
 
     def _draw(self, split: str, n: int, mode: Mode, generator: torch.Generator):
         """One batch or set of ``split``: raw counts (n, n_bins) or event features (n, 3), labels, and what the
@@ -393,8 +393,9 @@ class EnsembleDataModule(pl.LightningDataModule):
                                     mode=mode, generator=generator)
         return counts, y, counts
 
-    def _inputs(self, raw: torch.Tensor) -> torch.Tensor:
-        """Network inputs: normalised histograms (n, n_pt, n_eta), or standardised event features (n, 3)."""
+    def network_inputs(self, raw: torch.Tensor) -> torch.Tensor:
+        """Network inputs of raw counts (n, n_bins), as training gives them: normalised histograms (n, n_pt, n_eta);
+        or, for the event task, standardised event features (n, 3)."""
         if self.task.name != "event":
             return normalise(raw, self.normalisation).view(-1, *self.binning.shape)
         if self._feature_scale is None:
@@ -406,7 +407,7 @@ class EnsembleDataModule(pl.LightningDataModule):
         """``n`` fresh training inputs and labels (shuffled; balanced over components in total)."""
         mode = "multinomial" if self.task.name == "event" else self.mode  # fresh single events: with replacement
         raw, y, _ = self._draw("train", n, mode, generator)
-        return self._inputs(raw), y
+        return self.network_inputs(raw), y
 
     @property
     def histograms_per_epoch(self) -> int:
@@ -452,7 +453,7 @@ class EnsembleDataModule(pl.LightningDataModule):
             return None
         generator = self._generator(_derive_seed(self.data_seed, "statistics"))
         raw, _, _ = self._draw("train", max(n, len(self.task.components())), self.mode, generator)
-        x = self._inputs(raw).flatten(1)
+        x = self.network_inputs(raw).flatten(1)
         one_count = (x.sum(dim=1) / raw.sum(dim=1).clamp_min(1)).mean()
         return x.mean(dim=0), x.std(dim=0).clamp_min(float(one_count))
 

@@ -16,12 +16,9 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import awkward as ak
-import numpy as np
-
 from dmlhc.errors import ConfigError
 from dmlhc.events.benchmarks import get_benchmark
-from dmlhc.events.delphes import EventFileError, EventSample, read_delphes
+from dmlhc.events.delphes import EventFileError, EventSample, concatenate, read_delphes
 from dmlhc.events.detector import JetResponse
 from dmlhc.events.generate import GenerationSpec, generate
 
@@ -105,7 +102,4 @@ def _read_files(files: Sequence[str]) -> EventSample:
     parts = [read_file(path) for path in files]
     if len(parts) == 1:
         return parts[0]
-    jets = {f: ak.concatenate([getattr(p, f) for p in parts]) for f in ("jet_pt", "jet_eta", "jet_phi")}
-    return EventSample(**jets, met=np.concatenate([p.met for p in parts]),
-                       weight=np.concatenate([p.weight for p in parts]),
-                       metadata={"files": list(files), "dropped": {str(p.path): p.metadata["dropped"] for p in parts}})
+    return concatenate(parts, {"files": list(files), "dropped": {str(p.path): p.metadata["dropped"] for p in parts}})

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,6 +65,13 @@ class EventSample:
             "eta": ak.to_numpy(self.jet_eta[:, 0]).astype(np.float64),
             "phi": ak.to_numpy(self.jet_phi[:, 0]).astype(np.float64),
         }
+
+
+def concatenate(samples: Sequence[EventSample], metadata: dict | None = None) -> EventSample:
+    """The events of ``samples``, one after another, with ``metadata`` (default none)."""
+    jets = {f: ak.concatenate([getattr(s, f) for s in samples]) for f in ("jet_pt", "jet_eta", "jet_phi")}
+    return EventSample(**jets, met=np.concatenate([s.met for s in samples]),
+                       weight=np.concatenate([s.weight for s in samples]), metadata=dict(metadata or {}))
 
 
 def write_delphes(path: str | os.PathLike, sample: EventSample) -> Path:
