@@ -25,7 +25,6 @@ the largest gap as a metric. Prints the table and the largest gap.
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import subprocess
 import sys
@@ -36,6 +35,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import mlflow  # noqa: E402
+from _common import log_summary_run, write_csv  # noqa: E402
 
 from dmlhc.config import split_overrides  # noqa: E402
 from dmlhc.tracking.store import resolve_tracking_uri as tracking_uri  # noqa: E402
@@ -86,13 +86,7 @@ def collect(experiment: str) -> list[dict]:
 
 
 def write_table(rows: list[dict], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as out:
-        writer = csv.DictWriter(out, COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) and k != "snr" else v) for k, v in row.items()})
-    return path
+    return write_csv(rows, COLUMNS, path)
 
 
 def plot(rows: list[dict], path: Path, title: str) -> Path:
@@ -124,14 +118,8 @@ def plot(rows: list[dict], path: Path, title: str) -> Path:
 
 def log_summary(experiment: str, paths: list[Path], rows: list[dict]) -> str:
     """A summary run in the grid's experiment with the table and figure as artifacts."""
-    mlflow.set_tracking_uri(tracking_uri())
-    mlflow.set_experiment(experiment)
-    with mlflow.start_run(run_name=f"{experiment}_summary") as run:
-        mlflow.set_tag("dmlhc.summary", "grid")
-        mlflow.log_metrics({"max_gap": max(r["gap"] for r in rows), "points": len(rows)})
-        for path in paths:
-            mlflow.log_artifact(str(path))
-        return run.info.run_id
+    return log_summary_run(experiment, f"{experiment}_summary", paths,
+                           {"max_gap": max(r["gap"] for r in rows), "points": len(rows)}, {"dmlhc.summary": "grid"})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,8 +1,11 @@
-"""Shared fixtures: tiny synthetic event samples and an isolated sample cache."""
+"""Shared fixtures: tiny synthetic event samples, an isolated sample cache, the quick Fig. 7 grid."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import awkward as ak
@@ -48,3 +51,27 @@ def test_cache(session_cache, monkeypatch):
     """All tests share one throw-away sample cache (never the user's); tests of the cache pass their own."""
     monkeypatch.setenv("DMLHC_CACHE", str(session_cache))
     return session_cache
+
+
+@dataclass(frozen=True)
+class TrainedGrid:
+    """A grid trained by ``experiments/grid.py``: the folder it ran in, its MLflow store, its results folder and
+    the finished process (its return code and output)."""
+
+    folder: Path
+    store: str
+    out: Path
+    process: subprocess.CompletedProcess
+
+
+@pytest.fixture(scope="session")
+def quick_grid(tmp_path_factory, session_cache) -> TrainedGrid:
+    """``python experiments/grid.py fig7_quick`` (minutes: Pythia samples, 20 networks), once per session in a store
+    of its own; the tests of the grid and of the studies on its networks share it."""
+    folder = tmp_path_factory.mktemp("fig7_quick")
+    store, out = f"sqlite:///{folder / 'mlflow.db'}", folder / "results"
+    script = Path(__file__).resolve().parents[1] / "experiments" / "grid.py"
+    process = subprocess.run([sys.executable, str(script), "fig7_quick", "--out", str(out)], cwd=folder,
+                             env={**os.environ, "MLFLOW_TRACKING_URI": store, "DMLHC_CACHE": str(session_cache)},
+                             capture_output=True, text=True)
+    return TrainedGrid(folder, store, out, process)

@@ -19,12 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.pythia
-def test_quick_grid_reaches_the_optimum_and_is_collected(tmp_path):
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    out = tmp_path / "results"
-    run = subprocess.run([sys.executable, str(ROOT / "experiments" / "grid.py"), "fig7_quick", "--out", str(out)],
-                         cwd=tmp_path, env={**os.environ, "MLFLOW_TRACKING_URI": store}, capture_output=True,
-                         text=True)
+def test_quick_grid_reaches_the_optimum_and_is_collected(quick_grid):
+    run, store, out = quick_grid.process, quick_grid.store, quick_grid.out  # python experiments/grid.py fig7_quick
     assert run.returncode == 0, run.stderr[-3000:]
     with open(out / "auc_vs_snr.csv") as table:
         rows = list(csv.DictReader(table))
@@ -75,4 +71,5 @@ def test_experiment_configs_hold_the_papers_grid_and_its_exact_settings():
     assert (paper.model.lr, paper.model.weight_decay) == (1e-4, 0.0)
     callbacks = paper.callbacks
     assert (callbacks.early_stopping.monitor, callbacks.model_checkpoint.monitor) == ("val/loss", "val/loss")
+    assert callbacks.ema is None and grid.callbacks.ema.decay == 0.999  # the paper's trains without averaging
     assert paper.data.dataset == "paper" and paper.data.batch_size == 128
