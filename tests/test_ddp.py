@@ -32,7 +32,8 @@ def test_ddp_on_two_cpu_processes_makes_exactly_one_mlflow_run(tmp_path):
     command = [sys.executable, str(ROOT / "train.py"), "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
                "signal=delphes", f"signal.files=[{sig}]", f"background.files=[{bkg}]", "snr=3",
                "background.n_background=500", "trainer.max_epochs=3", "data.steps_per_epoch=20", "data.batch_size=64",
-               "data.n_val=200", "data.n_test=200", "trainer.enable_progress_bar=false"]
+               "data.n_val=200", "data.n_test=200", "trainer.enable_progress_bar=false",
+               "callbacks.ema.decay=0.9"]  # 60 steps: an average over ~10 (the default spans ~1000)
     # The store under the job's folder, and no distributed settings inherited from the caller.
     skip = {"MLFLOW_TRACKING_URI", "RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"}
     env = {k: v for k, v in os.environ.items() if k not in skip}

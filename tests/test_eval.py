@@ -149,3 +149,41 @@ def test_a_checkpoint_holds_the_averaged_weights_that_the_run_tested(trained):
     raw = saved["current_model_state"]
     assert set(raw) == set(saved["state_dict"])
     assert any(not torch.equal(raw[k], saved["state_dict"][k]) for k in raw)  # averaged != last weights
+
+
+def test_averaged_weights_warn_when_training_is_shorter_than_the_average(caplog):
+    """A run shorter than the average's span (1 / (1 - decay) steps) tests weights still mostly initial: a warning
+    names a decay that fits, and a decay outside [0, 1) is a configuration error."""
+    import lightning.pytorch as pl
+
+    from dmlhc.callbacks import AveragedWeights
+    from dmlhc.errors import ConfigError
+
+    class Line(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def training_step(self, batch, batch_idx):
+            return (self.w - 1).pow(2).sum()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def fit(decay: float) -> float:
+        model = Line()
+        loader = torch.utils.data.DataLoader(torch.zeros(40, 1), batch_size=1)
+        pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                   enable_model_summary=False, callbacks=[AveragedWeights(decay=decay)],
+                   accelerator="cpu").fit(model, loader)
+        return float(model.w.detach())
+
+    with caplog.at_level("WARNING", logger="dmlhc.callbacks"):
+        assert fit(0.999) < 0.3  # 40 steps of a 1000-step average: near the first step's 0.2, far from 1
+    assert "training took 40 steps, fewer than the 1000" in caplog.text and "callbacks.ema.decay=0.75" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="dmlhc.callbacks"):
+        assert fit(0.75) > 0.9  # the suggested decay: the averaged network is the trained one
+    assert "averaged weights" not in caplog.text
+    with pytest.raises(ConfigError, match="callbacks.ema.decay=1.0"):
+        AveragedWeights(decay=1.0)

@@ -149,7 +149,8 @@ def test_train_py_logs_its_run_to_postgres(mlflow_url, tmp_path):
     command = [sys.executable, str(ROOT / "train.py"), "signal=delphes", f"signal.files=[{sig}]",
                f"background.files=[{bkg}]", "trainer=cpu", "snr=3", "background.n_background=500",
                "trainer.max_epochs=3", "data.steps_per_epoch=20", "data.batch_size=64", "data.n_val=200",
-               "data.n_test=200", "trainer.enable_progress_bar=false", f"logger.mlflow.experiment_name={experiment}"]
+               "data.n_test=200", "trainer.enable_progress_bar=false", f"logger.mlflow.experiment_name={experiment}",
+               "callbacks.ema.decay=0.9"]  # 60 steps: an average over ~10 (the default spans ~1000)
     run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600,
                          env=os.environ | {"MLFLOW_TRACKING_URI": mlflow_url})
     assert run.returncode == 0, run.stderr[-3000:]

@@ -314,7 +314,7 @@ def test_a_command_line_tracking_uri_beats_the_environment_and_is_recorded(tmp_p
     ["model=multimodel", "data.benchmarks=[spin1_onshell,spin2_onshell]"],
 ])
 def test_two_model_tasks(store, overrides):
-    train(_config(*overrides, "snr=3", "trainer.max_epochs=2"))
+    train(_config(*overrides, "snr=3", "trainer.max_epochs=2", "callbacks.ema=null"))  # 30 steps: too few to average
     _, (r,) = _runs(store)
     assert r.data.params["task"] == overrides[0].split("=")[1]
     assert 0.55 < r.data.metrics["test/auc"] <= r.data.metrics["test/auc_optimal"] + 0.02

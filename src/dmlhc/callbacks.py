@@ -83,6 +83,22 @@ class AveragedWeights(EMAWeightAveraging):
     one leaves the loaded (averaged) weights in place, as ``eval.py`` and ``load_from_checkpoint`` load them.
     """
 
+    def __init__(self, decay: float = 0.999, **kwargs):
+        if not 0 <= decay < 1:
+            raise ConfigError(f"callbacks.ema.decay={decay}: must be in [0, 1) (0.999: ~1000 steps averaged)")
+        super().__init__(decay=decay, **kwargs)
+        self.decay = decay
+
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
         if trainer.state.fn == "fit":
             super().on_load_checkpoint(trainer, pl_module, checkpoint)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        window = round(1 / (1 - self.decay))
+        if trainer.global_step < window:
+            log.warning("averaged weights: training took %d steps, fewer than the %d the average spans "
+                        "(callbacks.ema.decay=%g): the tested network still holds much of its initial weights; "
+                        "train longer, or set callbacks.ema.decay=%g (about %d steps) or callbacks.ema=null",
+                        trainer.global_step, window, self.decay, 1 - 10 / max(trainer.global_step, 20),
+                        max(trainer.global_step // 10, 2))
