@@ -36,6 +36,9 @@ def test_quick_grid_reaches_the_optimum_and_is_collected(quick_grid):
         assert medium > small
     assert (out / "auc_vs_snr.png").stat().st_size > 10_000
     assert "largest gap" in run.stdout
+    (jobs,) = (quick_grid.folder / "outputs" / "multiruns").glob("*/*/results.csv")  # the multirun's table
+    with open(jobs) as table:
+        assert [r["status"].split(", largest gap")[0] for r in csv.DictReader(table)] == ["grid: 10 networks"] * 2
 
     client = mlflow.MlflowClient(store)
     experiment = client.get_experiment_by_name("fig7_quick")

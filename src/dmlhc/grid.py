@@ -63,6 +63,7 @@ from dmlhc.models.stacked import StackedDNN, keep_networks, select_networks
 from dmlhc.tracking.reporter import pool_params
 from dmlhc.tracking.runs import RunGroup, architecture_name, derived_params, log_checkpoint
 from dmlhc.tracking.store import check_tracking_store, configured_tracking_uri, trimmed_statistic
+from dmlhc.tracking.summary import write_result
 from dmlhc.train import check_trainer
 
 log = logging.getLogger(__name__)
@@ -350,6 +351,12 @@ def log_grid(cfg: DictConfig, snrs: list[float], modules: list[EnsembleDataModul
     rate = 60 * len(networks) / trained_s
     print(grid_table(rows), flush=True)
     print(f"grid: {len(networks)} networks trained in {trained_s:.0f} s ({rate:.1f} networks per minute)", flush=True)
+    largest_gap = max(r["test/auc_optimal"] - r["test/auc"] for r in rows)
+    write_result(output, {  # the job's row of a multirun's table: the grid run, in place of one network's AUC
+        "task": "binary", "signal": rows[0]["signal"], "snr": f"{len(snrs)} points",
+        "architecture": architecture_name(cfg), "seed": f"{cfg.seed}-{int(cfg.seed) + int(cfg.repeats) - 1}",
+        "status": f"grid: {len(networks)} networks, largest gap {largest_gap:.4f}",
+        "run_id": grid_run.run_id if grid_run is not None else None, "output_dir": str(output)})
     if grid_run is not None:
         client = grid_run.experiment
         table = output / "grid.csv"
@@ -357,7 +364,7 @@ def log_grid(cfg: DictConfig, snrs: list[float], modules: list[EnsembleDataModul
         client.log_artifact(grid_run.run_id, str(table))
         client.log_metric(grid_run.run_id, "grid/train_seconds", trained_s)
         client.log_metric(grid_run.run_id, "grid/networks_per_minute", rate)
-        client.log_metric(grid_run.run_id, "grid/max_gap", max(r["test/auc_optimal"] - r["test/auc"] for r in rows))
+        client.log_metric(grid_run.run_id, "grid/max_gap", largest_gap)
         grid_run.finalize("success")
     values = [n.best.get(objective.removeprefix("best_"), math.nan) for n in networks]
     return float(sum(values) / len(values))
