@@ -89,6 +89,15 @@ class LikelihoodRatio:
         return log_l - others
 
 
+def plug_in_likelihood_ratio(task: Task, background_counts: torch.Tensor, signal_counts: Mapping[str, torch.Tensor],
+                             n_background: int, n_signal: int, pseudo_count: float) -> LikelihoodRatio:
+    """The likelihood ratio of ``task`` with bin probabilities estimated from pools' bin counts (``pseudo_count`` per
+    bin), for histograms of ``n_background`` + ``n_signal`` events."""
+    return LikelihoodRatio(class_probabilities(
+        task, bin_probabilities(background_counts, pseudo_count),
+        {name: bin_probabilities(c, pseudo_count) for name, c in signal_counts.items()}, n_background, n_signal))
+
+
 def auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
     """ROC AUC as the Mann-Whitney statistic with average ranks: ties count one half, so a
     constant score gives exactly 0.5. Any real scores (no squashing into [0, 1], which
@@ -134,10 +143,7 @@ def optimal_auc(data: torch.Tensor, labels: torch.Tensor, task: Task, background
         data = data.double()  # once, not for every replica (the scorer works in float64)
 
     def evaluate(background, signals):
-        scorer = LikelihoodRatio(class_probabilities(
-            task, bin_probabilities(background, pseudo_count),
-            {name: bin_probabilities(c, pseudo_count) for name, c in signals.items()}, n_background, n_signal))
-        scores = scorer.scores(data)
+        scores = plug_in_likelihood_ratio(task, background, signals, n_background, n_signal, pseudo_count).scores(data)
         if scores.ndim == 1:
             return auc(scores, labels), None, scores
         per_class = one_vs_rest_aucs(scores, labels)

@@ -55,7 +55,7 @@ from dmlhc.errors import ConfigError, InputDataError, UserError
 from dmlhc.eval import fetch_run, load_model
 from dmlhc.events.delphes import read_delphes
 from dmlhc.models.classifier import Classifier
-from dmlhc.optimal import LikelihoodRatio, bin_probabilities, class_probabilities
+from dmlhc.optimal import bin_probabilities, plug_in_likelihood_ratio
 from dmlhc.reach import select
 from dmlhc.significance import PseudoExperiments, Scorer, Source, pseudo_experiments
 from dmlhc.tracking.store import configured_tracking_uri
@@ -211,12 +211,10 @@ def network_scorer(model: Any, datamodule: EnsembleDataModule) -> Scorer:
 def optimum_scorer(datamodule: EnsembleDataModule) -> Scorer:
     """The run's likelihood-ratio statistic (the one of ``test/auc_optimal``): bin probabilities from its train pools
     with its pseudo-count, SM + signal at the trained B and S."""
-    alpha = datamodule.optimum_pseudo_count()
     pools = datamodule.pools
-    background = bin_probabilities(pools["background"]["train"].bin_counts, alpha)
-    signals = {name: bin_probabilities(pools[name]["train"].bin_counts, alpha) for name in datamodule.signal_sources}
-    ratio = LikelihoodRatio(class_probabilities(datamodule.task, background, signals, datamodule.n_background,
-                                                datamodule.n_signal))
+    ratio = plug_in_likelihood_ratio(datamodule.task, pools["background"]["train"].bin_counts,
+                                     {name: pools[name]["train"].bin_counts for name in datamodule.signal_sources},
+                                     datamodule.n_background, datamodule.n_signal, datamodule.optimum_pseudo_count())
     return ratio.scores
 
 
