@@ -6,13 +6,12 @@ Scripts import it as ``from _common import ...`` (Python puts the script's folde
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import mlflow
 
+from dmlhc.events.cache import atomic_target
 from dmlhc.tracking.store import ensure_experiment, resolve_tracking_uri
 
 
@@ -20,13 +19,11 @@ def write_csv(rows: Iterable[Mapping[str, object]], columns: Sequence[str], path
               exact: Sequence[str] = ("snr",)) -> Path:
     """``rows`` as a CSV table at ``path`` (folders made), replacing any old one only once it is complete: floats to
     4 decimals, except the ``exact`` columns (S/sqrt(B) values, written as given)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", newline="", dir=path.parent, prefix=f".{path.name}.", delete=False) as out:
+    with atomic_target(path) as partial, open(partial, "w", newline="") as out:
         writer = csv.DictWriter(out, columns)
         writer.writeheader()
         for row in rows:
             writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) and k not in exact else v) for k, v in row.items()})
-    os.replace(out.name, path)
     return path
 
 

@@ -74,6 +74,13 @@ class OptunaPruning(pl.Callback):
             trainer.should_stop = True
 
 
+def averaging_decay(decay: float) -> float:
+    """``callbacks.ema.decay``, checked: in [0, 1) (the average spans about 1 / (1 - decay) steps)."""
+    if not 0 <= decay < 1:
+        raise ConfigError(f"callbacks.ema.decay={decay}: must be in [0, 1) (0.999: ~1000 steps averaged)")
+    return float(decay)
+
+
 class AveragedWeights(EMAWeightAveraging):
     """Lightning's EMA weight averaging (``callbacks.ema``) whose averaged weights are the ones tested.
 
@@ -84,10 +91,8 @@ class AveragedWeights(EMAWeightAveraging):
     """
 
     def __init__(self, decay: float = 0.999, **kwargs):
-        if not 0 <= decay < 1:
-            raise ConfigError(f"callbacks.ema.decay={decay}: must be in [0, 1) (0.999: ~1000 steps averaged)")
-        super().__init__(decay=decay, **kwargs)
-        self.decay = decay
+        self.decay = averaging_decay(decay)
+        super().__init__(decay=self.decay, **kwargs)
 
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
         if trainer.state.fn == "fit":

@@ -42,7 +42,6 @@ import copy
 import csv
 import logging
 import math
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,10 +53,12 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.nn import functional as F
 from torchmetrics.functional.classification import binary_auroc
 
+from dmlhc.callbacks import averaging_decay
 from dmlhc.config import instantiate, integer, number, prepare_process
 from dmlhc.data.datamodule import EnsembleDataModule, _derive_seed
 from dmlhc.data.ensembles import draw_counts, normalise
 from dmlhc.errors import ConfigError
+from dmlhc.events.cache import atomic_target
 from dmlhc.models.architectures import HistogramDNN
 from dmlhc.models.stacked import StackedDNN, keep_networks, select_networks
 from dmlhc.tracking.reporter import pool_params
@@ -186,7 +187,7 @@ class GridTrainer:
         self.max_epochs = int(cfg.trainer.max_epochs) if cfg.trainer.get("max_epochs") not in (None, -1) else 10**6
         self.lr, self.weight_decay = float(cfg.model.lr), float(cfg.model.weight_decay)
         ema = (cfg.get("callbacks") or {}).get("ema")  # weights averaged as AveragedWeights does
-        self.ema_decay = float(ema.get("decay", 0.999)) if ema else None
+        self.ema_decay = averaging_decay(float(ema.get("decay", 0.999))) if ema else None
         device = first.device
         self.generators = {seed: torch.Generator(device=device).manual_seed(_derive_seed(seed, "train", 0))
                            for seed in sorted({n.seed for n in networks})}
@@ -354,7 +355,7 @@ def log_grid(cfg: DictConfig, snrs: list[float], modules: list[EnsembleDataModul
     largest_gap = max(r["test/auc_optimal"] - r["test/auc"] for r in rows)
     write_result(output, {  # the job's row of a multirun's table: the grid run, in place of one network's AUC
         "task": "binary", "signal": rows[0]["signal"], "snr": f"{len(snrs)} points",
-        "architecture": architecture_name(cfg), "seed": f"{cfg.seed}-{int(cfg.seed) + int(cfg.repeats) - 1}",
+        "architecture": architecture_name(cfg), "seed": seed_range(cfg),
         "status": f"grid: {len(networks)} networks, largest gap {largest_gap:.4f}",
         "run_id": grid_run.run_id if grid_run is not None else None, "output_dir": str(output)})
     if grid_run is not None:
@@ -370,11 +371,15 @@ def log_grid(cfg: DictConfig, snrs: list[float], modules: list[EnsembleDataModul
     return float(sum(values) / len(values))
 
 
+def seed_range(cfg: DictConfig) -> str:
+    """The grid's seeds as ``<first>-<last>``."""
+    return f"{cfg.seed}-{int(cfg.seed) + int(cfg.repeats) - 1}"
+
+
 def _grid_run(cfg: DictConfig, derived: dict, snrs: list[float], n_networks: int):
     """The grid's parent run: ``grid_<signal>_<architecture>_seeds<a>-<b>``, its params the grid's settings."""
-    seeds = f"seeds{cfg.seed}-{int(cfg.seed) + int(cfg.repeats) - 1}"
     logger = instantiate("logger.mlflow", cfg.logger.mlflow, run_name=(
-        f"grid_{derived['signal']}_{architecture_name(cfg)}_{seeds}"),
+        f"grid_{derived['signal']}_{architecture_name(cfg)}_seeds{seed_range(cfg)}"),
         tags={"dmlhc.grid": "true", "dmlhc.task": str(derived["task"])})
     logger.log_hyperparams({"signal": derived["signal"], "grid.snr": ",".join(f"{s:g}" for s in snrs),
                             "repeats": int(cfg.repeats), "seed": int(cfg.seed), "networks": n_networks,
@@ -399,13 +404,11 @@ def _log_network(logger, network: Network, module: EnsembleDataModule, output: P
     for start in range(0, len(entries), 1000):
         client.log_batch(run_id, metrics=entries[start: start + 1000])
     checkpoint = output / "checkpoints" / "grid" / f"{run_id}.ckpt"
-    checkpoint.parent.mkdir(parents=True, exist_ok=True)
     classifier = network.classifier
-    with tempfile.NamedTemporaryFile(dir=checkpoint.parent, delete=False, suffix=".partial") as partial:
+    with atomic_target(checkpoint) as partial:
         torch.save({"state_dict": classifier.state_dict(), "hyper_parameters": dict(classifier.hparams),
                     "epoch": network.best_epoch - 1, "global_step": network.best_epoch * steps,
-                    "pytorch-lightning_version": pl.__version__}, partial.name)
-    Path(partial.name).replace(checkpoint)
+                    "pytorch-lightning_version": pl.__version__}, partial)
     log_checkpoint(logger, str(checkpoint))
     logger.finalize("success")
     return {k: float(v) for k, v in metrics.items()}
@@ -422,11 +425,8 @@ def grid_table(rows: list[dict]) -> str:
 
 def write_rows(rows: list[dict], path: Path) -> Path:
     """The table as CSV (atomically: a partial file never replaces a good one)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    with open(partial, "w", newline="") as out:
+    with atomic_target(path) as partial, open(partial, "w", newline="") as out:
         writer = csv.DictWriter(out, list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    partial.replace(path)
     return path
