@@ -97,6 +97,8 @@ CONFIG_ERRORS = [
     (["model=model_vs_model", "data.other=spin1_onshell"], ["compare two different benchmarks"]),
     (["model.lr=0"], ["model.lr=0", "> 0"]),
     (["model.lr=-1"], ["model.lr=-1"]),
+    (["model.optimizer=sgd"], ["model.optimizer='sgd'", "adamw, adam"]),
+    (["model.optimizer=sgd", "grid.snr=[0.5,1.0]"], ["model.optimizer='sgd'", "adamw, adam"]),
     (["trainer.max_epochs=0"], ["trainer.max_epochs=0", "at least one epoch"]),
     (["trainer.devices=0"], ["trainer:", "devices=0"]),
     # Pools checked before any sample is generated: 400 events leave a val pool of at most 81 < 100, in any mode,

@@ -22,6 +22,7 @@ from torch.nn import functional as F
 
 from dmlhc.data.ensembles import draw_event_indices
 from dmlhc.models.architectures import HistogramDNN
+from dmlhc.models.classifier import make_optimiser
 from dmlhc.models.stacked import StackedDNN, select_networks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,13 +64,14 @@ def _train(stack: StackedDNN, optimiser, x, y, steps: int) -> None:
         optimiser.step()
 
 
-def test_one_adamw_over_the_stack_is_one_adamw_per_network():
+@pytest.mark.parametrize("name", ["adamw", "adam"])
+def test_one_optimiser_over_the_stack_is_one_per_network(name):
     nets = _networks(4, dropout=0.0)
     stack = StackedDNN(nets)
     x, y = torch.rand(4, 16, *SHAPE), (torch.rand(16) > 0.5).float()
-    _train(stack, torch.optim.AdamW(stack.parameters(), lr=1e-2, weight_decay=1.0), x, y, steps=5)
+    _train(stack, make_optimiser(name, stack.parameters(), lr=1e-2, weight_decay=1.0), x, y, steps=5)
     for i, net in enumerate(nets):
-        optimiser = torch.optim.AdamW(net.parameters(), lr=1e-2, weight_decay=1.0)
+        optimiser = make_optimiser(name, net.parameters(), lr=1e-2, weight_decay=1.0)
         for _ in range(5):
             loss = F.binary_cross_entropy_with_logits(net(x[i]).squeeze(-1), y)
             optimiser.zero_grad()

@@ -60,6 +60,7 @@ from dmlhc.data.ensembles import draw_counts, normalise
 from dmlhc.errors import ConfigError
 from dmlhc.events.cache import atomic_target
 from dmlhc.models.architectures import HistogramDNN
+from dmlhc.models.classifier import make_optimiser, optimiser_class
 from dmlhc.models.stacked import StackedDNN, keep_networks, select_networks
 from dmlhc.tracking.reporter import pool_params
 from dmlhc.tracking.runs import RunGroup, architecture_name, derived_params, log_checkpoint
@@ -186,6 +187,8 @@ class GridTrainer:
         self.patience = math.ceil(int(early.get("patience_histograms", 200_000)) / per_epoch) if early else math.inf
         self.max_epochs = int(cfg.trainer.max_epochs) if cfg.trainer.get("max_epochs") not in (None, -1) else 10**6
         self.lr, self.weight_decay = float(cfg.model.lr), float(cfg.model.weight_decay)
+        self.optimiser_name = str(cfg.model.get("optimizer", "adamw"))
+        optimiser_class(self.optimiser_name)
         ema = (cfg.get("callbacks") or {}).get("ema")  # weights averaged as AveragedWeights does
         self.ema_decay = averaging_decay(float(ema.get("decay", 0.999))) if ema else None
         device = first.device
@@ -197,7 +200,7 @@ class GridTrainer:
                                  for p, m in enumerate(modules)]
 
     def new_optimiser(self, parameters) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(parameters, lr=self.lr, weight_decay=self.weight_decay)
+        return make_optimiser(self.optimiser_name, parameters, lr=self.lr, weight_decay=self.weight_decay)
 
     def fit(self) -> None:
         active = list(self.networks)

@@ -26,6 +26,7 @@ from torch.nn import functional as F
 from torchmetrics.classification import BinaryAUROC, MulticlassAUROC
 
 from dmlhc.config import number
+from dmlhc.errors import ConfigError
 from dmlhc.models.architectures import Standardise
 
 
@@ -37,10 +38,11 @@ class Classifier(pl.LightningModule):
     """
 
     def __init__(self, net: Mapping | nn.Module, input_shape: Sequence[int] | None = None, n_classes: int = 2,
-                 task: str = "binary", lr: float = 1e-4, weight_decay: float = 0.0):
+                 task: str = "binary", lr: float = 1e-4, weight_decay: float = 0.0, optimizer: str = "adamw"):
         super().__init__()
         number("model.lr", lr, above=0, fix="give the optimiser's learning rate, e.g. model.lr=3e-4")
         number("model.weight_decay", weight_decay, minimum=0, fix="give a weight decay >= 0 (0: none)")
+        optimiser_class(optimizer)
         if isinstance(net, nn.Module):
             self.save_hyperparameters(ignore=["net"], logger=False)
             self.net = net
@@ -119,8 +121,28 @@ class Classifier(pl.LightningModule):
         self.log(f"{stage}/auc", auc.mean(), prog_bar=True)
 
     def configure_optimizers(self):
-        """Adam with decoupled weight decay (AdamW; ``weight_decay=0`` is plain Adam, the paper's)."""
-        return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        """``model.optimizer`` (:func:`make_optimiser`)."""
+        return make_optimiser(self.hparams.get("optimizer", "adamw"), self.parameters(), lr=self.hparams.lr,
+                              weight_decay=self.hparams.weight_decay)
+
+
+OPTIMISERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
+
+
+def optimiser_class(name: str) -> type[torch.optim.Optimizer]:
+    """The optimiser ``model.optimizer`` names, or a ConfigError naming the choices."""
+    if name not in OPTIMISERS:
+        raise ConfigError(f"model.optimizer={name!r} is not an optimiser of dmlhc: choose one of "
+                         f"{', '.join(OPTIMISERS)} (e.g. model.optimizer=adamw)")
+    return OPTIMISERS[name]
+
+
+def make_optimiser(name: str, parameters, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """``adamw``: Adam with decoupled weight decay (each weight shrinks by lr * weight_decay per step, so
+    with Adam's normalised steps no weight exceeds ~1 / weight_decay). ``adam``: Adam with the weight decay
+    as an L2 penalty (weight_decay / 2 * |w|^2 added to the loss), whose weights settle where the loss's
+    gradient balances the penalty. ``weight_decay=0``: plain Adam either way, the paper's."""
+    return optimiser_class(name)(parameters, lr=lr, weight_decay=weight_decay)
 
 
 def _plain(config) -> dict:
