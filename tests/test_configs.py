@@ -72,3 +72,14 @@ def test_job_folders_are_unique_to_the_microsecond():
     cfg = _compose([])
     assert cfg.hydra.run.dir.endswith(cfg.hydra.run.dir.rsplit("/", 1)[1]) and "-" in cfg.hydra.run.dir[-7:]
     assert len(cfg.hydra.run.dir.rsplit("/", 1)[1]) == len("HH-MM-SS-ffffff")
+
+
+@pytest.mark.parametrize("overrides, penalty", [
+    ([], 0.03),                                                   # B = 50k: the value the Fig. 7 grid was made with
+    (["background.n_background=2000"], 0.0012),                   # in proportion to B (fig7_quick's B)
+    (["background.n_background=2000", "model.weight_decay=0.1"], 0.1),  # a value given is taken as it is
+    (["experiment=paper_table2"], 0.0),                           # the paper's plain Adam
+])
+def test_the_default_l2_penalty_is_set_at_50k_and_scales_with_b(overrides, penalty):
+    cfg = _compose(overrides)
+    assert cfg.model.optimizer == "adam" and cfg.model.weight_decay == pytest.approx(penalty)

@@ -54,6 +54,9 @@ def binary():
 def test_class_names_and_descriptions():
     assert class_names("binary", ((None,), ("alp",))) == ["SM only", "SM + alp"]
     assert class_names("multimodel", ((None,), ("alp", "spin0"))) == ["SM only", "SM + alp or spin0"]
+    seven = tuple(f"b{k}" for k in range(7))
+    assert class_names("multimodel", ((None,), seven)) == ["SM only", "SM + any of 7 benchmarks"]  # fits a panel
+    assert describe_run("multimodel", list(seven), 1.0, 50000).startswith("7 benchmarks, ")
     # model_vs_model: label 1 (positive) is the first signal
     assert class_names("model_vs_model", make_task("model_vs_model", ["alp", "spin0"]).classes) == \
         ["SM + spin0", "SM + alp"]

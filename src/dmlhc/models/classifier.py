@@ -15,7 +15,7 @@ scores are kept for the results reporter (``dmlhc.tracking.reporter``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import cast
 
 import hydra
@@ -126,10 +126,10 @@ class Classifier(pl.LightningModule):
                               weight_decay=self.hparams.weight_decay)
 
 
-OPTIMISERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
+OPTIMISERS: dict[str, Callable[..., torch.optim.Optimizer]] = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
 
 
-def optimiser_class(name: str) -> type[torch.optim.Optimizer]:
+def optimiser_class(name: str) -> Callable[..., torch.optim.Optimizer]:
     """The optimiser ``model.optimizer`` names, or a ConfigError naming the choices."""
     if name not in OPTIMISERS:
         raise ConfigError(f"model.optimizer={name!r} is not an optimiser of dmlhc: choose one of "

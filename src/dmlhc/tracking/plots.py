@@ -44,12 +44,20 @@ def hep_label(ax: Axes, *, left: bool = True, right: bool = True) -> None:
                         rlabel=ENERGY_LABEL if right else "", ax=ax)
 
 
+MAX_NAMED = 3  # benchmarks named one by one in a figure's labels
+
+
 def describe_run(task: str, signals: Sequence[str], snr: float, n_background: int) -> str:
     """What a run's figures show: the signals and, for histograms, S/sqrt(B) and B (single events have neither)."""
     if task == "event":
         return f"{', '.join(signals)}: single events"
-    what = " vs ".join(signals) if task == "model_vs_model" else ", ".join(signals)
+    what = " vs ".join(signals) if task == "model_vs_model" else _signals(signals)
     return f"{what}, {SNR_LABEL} = {snr:g}, B = {n_background}"
+
+
+def _signals(signals: Sequence[str | None]) -> str:
+    """Up to three benchmarks by name, more as 'N benchmarks' (a title or panel label has to fit a figure)."""
+    return ", ".join(str(s) for s in signals) if len(signals) <= MAX_NAMED else f"{len(signals)} benchmarks"
 
 
 def class_names(task: str, classes: Sequence[Sequence[str | None]]) -> list[str]:
@@ -57,7 +65,8 @@ def class_names(task: str, classes: Sequence[Sequence[str | None]]) -> list[str]
     'SM events' and 'alp events' for single events."""
     if task == "event":
         return ["SM events", *(f"{' or '.join(str(c) for c in parts)} events" for parts in classes[1:])]
-    return ["SM only" if parts == (None,) else "SM + " + " or ".join(str(c) for c in parts) for parts in classes]
+    return ["SM only" if parts == (None,) else "SM + " + (" or ".join(str(c) for c in parts) if len(parts) <= MAX_NAMED
+                                                          else f"any of {len(parts)} benchmarks") for parts in classes]
 
 
 @hep_style()
