@@ -186,6 +186,7 @@ class GridTrainer:
         per_epoch = first.histograms_per_epoch
         self.patience = math.ceil(int(early.get("patience_histograms", 200_000)) / per_epoch) if early else math.inf
         self.max_epochs = int(cfg.trainer.max_epochs) if cfg.trainer.get("max_epochs") not in (None, -1) else 10**6
+        self.min_epochs = int(cfg.trainer.get("min_epochs") or 1)  # as Lightning: early stopping waits for it
         self.lr, self.weight_decay = float(cfg.model.lr), float(cfg.model.weight_decay)
         self.optimiser_name = str(cfg.model.get("optimizer", "adamw"))
         optimiser_class(self.optimiser_name)
@@ -292,7 +293,8 @@ class GridTrainer:
                     network.best_state = model.network_state(start + k, network.net)
                 else:
                     network.wait += 1
-                if network.wait >= self.patience or (self.maximise and auc >= 1.0) or epoch + 1 >= self.max_epochs:
+                early = network.wait >= self.patience or (self.maximise and auc >= 1.0)
+                if (early and epoch + 1 >= self.min_epochs) or epoch + 1 >= self.max_epochs:
                     network.stopped = True
             start = end
 
