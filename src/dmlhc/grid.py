@@ -60,7 +60,7 @@ from dmlhc.data.ensembles import draw_counts, normalise
 from dmlhc.errors import ConfigError
 from dmlhc.events.cache import atomic_target
 from dmlhc.models.architectures import HistogramDNN
-from dmlhc.models.classifier import make_optimiser, optimiser_class
+from dmlhc.models.classifier import make_optimiser
 from dmlhc.models.stacked import StackedDNN, keep_networks, select_networks
 from dmlhc.tracking.reporter import pool_params
 from dmlhc.tracking.runs import RunGroup, architecture_name, derived_params, log_checkpoint
@@ -188,8 +188,7 @@ class GridTrainer:
         self.max_epochs = int(cfg.trainer.max_epochs) if cfg.trainer.get("max_epochs") not in (None, -1) else 10**6
         self.min_epochs = int(cfg.trainer.get("min_epochs") or 1)  # as Lightning: early stopping waits for it
         self.lr, self.weight_decay = float(cfg.model.lr), float(cfg.model.weight_decay)
-        self.optimiser_name = str(cfg.model.get("optimizer", "adamw"))
-        optimiser_class(self.optimiser_name)
+        self.optimiser_name = str(cfg.model.optimizer)  # checked when the networks' Classifiers were built
         ema = (cfg.get("callbacks") or {}).get("ema")  # weights averaged as AveragedWeights does
         self.ema_decay = averaging_decay(float(ema.get("decay", 0.999))) if ema else None
         device = first.device

@@ -121,8 +121,8 @@ class Classifier(pl.LightningModule):
         self.log(f"{stage}/auc", auc.mean(), prog_bar=True)
 
     def configure_optimizers(self):
-        """``model.optimizer`` (:func:`make_optimiser`)."""
-        return make_optimiser(self.hparams.get("optimizer", "adamw"), self.parameters(), lr=self.hparams.lr,
+        """``model.optimizer`` (:func:`make_optimiser`; checkpoints from before the option load as adamw)."""
+        return make_optimiser(self.hparams.optimizer, self.parameters(), lr=self.hparams.lr,
                               weight_decay=self.hparams.weight_decay)
 
 
