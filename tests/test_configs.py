@@ -83,3 +83,12 @@ def test_job_folders_are_unique_to_the_microsecond():
 def test_the_default_l2_penalty_is_set_at_50k_and_scales_with_b(overrides, penalty):
     cfg = _compose(overrides)
     assert cfg.model.optimizer == "adam" and cfg.model.weight_decay == pytest.approx(penalty)
+
+
+@pytest.mark.parametrize("overrides, min_epochs", [
+    ([], 60),                          # early stopping cannot end a run while its val/auc is at noise level
+    (["experiment=fig7"], 60),         # the grid the committed Fig. 7 table was made with
+    (["experiment=paper_table2"], 1),  # the paper's rule: early stopping alone
+])
+def test_early_stopping_waits_for_min_epochs_except_in_the_papers_settings(overrides, min_epochs):
+    assert _compose(overrides).trainer.min_epochs == min_epochs
