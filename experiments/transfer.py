@@ -62,13 +62,15 @@ SNR_COLUMNS = ("train_snr", "test_snr")
 
 @dataclass(frozen=True)
 class Network:
-    """A trained network of the source experiment: its benchmark, S/sqrt(B), seed, run and test AUC there."""
+    """A trained network of the source experiment: its benchmark, S/sqrt(B), seed, run, and its test AUC there
+    beside the optimum's."""
 
     signal: str
     snr: float
     seed: int
     run_id: str
     auc: float
+    auc_optimal: float
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,8 @@ def source_networks(experiment: str, seed: int) -> list[Network]:
                   f"{seed} in {experiment!r}; skipped", file=sys.stderr)
             continue
         networks.append(Network(point["signal"], point["snr"], int(run.data.params.get("seed", seed)),
-                                run.info.run_id, run.data.metrics["test/auc"]))
+                                run.info.run_id, run.data.metrics["test/auc"],
+                                run.data.metrics.get("test/auc_optimal", math.nan)))
     return networks
 
 

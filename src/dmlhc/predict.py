@@ -248,38 +248,63 @@ def verdict(score: Scorer, observed: Observed, datamodule: EnsembleDataModule, n
             "expected_beyond_all_sm_only": experiments.median_beyond_tail}
 
 
+def load_run(run: str, tracking_uri: str | None = None) -> tuple[EnsembleDataModule, Any, dict]:
+    """(the run's DataModule, as :func:`datamodule_of` makes it; its network in eval mode; what identifies it:
+    ``run_id`` and ``run_name``, or ``checkpoint``) of ``run``, a checkpoint file or an MLflow run id."""
+    with tempfile.TemporaryDirectory() as folder:
+        cfg, checkpoint, source = trained_config(run, Path(folder), tracking_uri)
+        prepare_process(cfg)
+        datamodule = datamodule_of(cfg, source.get("run_id") or str(checkpoint))
+        return datamodule, load_network(cfg, checkpoint, datamodule), source
+
+
+def binary_scorers(model: Any, datamodule: EnsembleDataModule) -> dict[str, Scorer]:
+    """The network's and the optimum's scorers of a binary run, once its samples are read (generated again, same
+    seeds and events, if they are not in the cache) and its held-out pools made."""
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    return {"network": network_scorer(model, datamodule), "optimum": optimum_scorer(datamodule)}
+
+
+def expected_significance(model: Any, datamodule: EnsembleDataModule, n_experiments: int = DEFAULT_PSEUDO_EXPERIMENTS,
+                          seed: int = 1) -> dict[str, PseudoExperiments]:
+    """The expected discovery significance of a binary run at the point it was trained for, for its network and its
+    optimum: ``n_experiments`` SM-only pseudo-datasets of Poisson counts with B expected events (the run's held-out
+    SM pool) and as many with S signal events added (:func:`signal_source`), scored alike (the same ``seed`` draws
+    the same pseudo-datasets for both). Their ``median_z`` is the median Z of SM + signal data."""
+    if datamodule.task.name not in BINARY_TASKS:
+        raise ConfigError(f"a run of task {datamodule.task.name!r} has no SM-only score to test; expected "
+                          f"significances take runs of {', '.join(BINARY_TASKS)}")
+    return {name: pseudo_experiments(score, datamodule.pools["background"]["test"], signal_source(datamodule),
+                                     datamodule.n_background, datamodule.n_signal, n_experiments,
+                                     generator=torch.Generator().manual_seed(seed))
+            for name, score in binary_scorers(model, datamodule).items()}
+
+
 def predict(files: Sequence[str | Path], run: str, *, n_experiments: int = DEFAULT_PSEUDO_EXPERIMENTS,
             seed: int = 1, tracking_uri: str | None = None) -> dict[str, Any]:
     """The report of ``dmlhc predict`` (:func:`format_report` prints it; plain data, JSON-ready)."""
     if n_experiments < 1:
         raise ConfigError(f"--pseudo-experiments {n_experiments}: give at least 1 (default "
                           f"{DEFAULT_PSEUDO_EXPERIMENTS}; p-values resolve 1 / (n + 1))")
-    with tempfile.TemporaryDirectory() as folder:
-        cfg, checkpoint, source = trained_config(run, Path(folder), tracking_uri)
-        where = source.get("run_id") or str(checkpoint)
-        prepare_process(cfg)
-        datamodule = datamodule_of(cfg, where)
-        observed = observe(files, datamodule)
-        check_size(observed, datamodule, where)
-        model = load_network(cfg, checkpoint, datamodule)
+    datamodule, model, source = load_run(run, tracking_uri)
+    observed = observe(files, datamodule)
+    check_size(observed, datamodule, source.get("run_id") or str(source.get("checkpoint")))
     report: dict[str, Any] = {
         "files": list(observed.files), "events_read": observed.n_read, "events_selected": observed.n_selected,
         **source, "task": datamodule.task.name, "classes": class_names(datamodule),
         "n_background": datamodule.n_background, "n_signal": datamodule.n_signal, "snr": datamodule.snr,
         "cuts": vars(datamodule.cuts), "binning": datamodule.binning.describe(),
         "normalisation": datamodule.normalisation, "signal": signal_label(datamodule)}
-    network = network_scorer(model, datamodule)
     if datamodule.task.name not in BINARY_TASKS:
-        probabilities = network(observed.counts[None])[0].tolist()
+        probabilities = network_scorer(model, datamodule)(observed.counts[None])[0].tolist()
         ranked = sorted(zip(report["classes"], probabilities), key=lambda item: -item[1])
         return report | {"ranking": [{"class": name, "probability": p} for name, p in ranked]}
-    datamodule.prepare_data()  # the run's samples: generated again (same seeds, same events) if not in the cache
-    datamodule.setup("test")
-    report |= {"pseudo_experiments": n_experiments, "seed": seed,
-               "sm_only_pool_events": len(datamodule.pools["background"]["test"]),
-               "network": verdict(network, observed, datamodule, n_experiments, seed),
-               "optimum": verdict(optimum_scorer(datamodule), observed, datamodule, n_experiments, seed)}
-    return report
+    scorers = binary_scorers(model, datamodule)
+    return report | {"pseudo_experiments": n_experiments, "seed": seed,
+                     "sm_only_pool_events": len(datamodule.pools["background"]["test"]),
+                     **{name: verdict(score, observed, datamodule, n_experiments, seed)
+                        for name, score in scorers.items()}}
 
 
 def _p_and_z(result: dict[str, Any], n_experiments: int) -> str:
