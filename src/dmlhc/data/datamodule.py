@@ -476,7 +476,7 @@ class EnsembleDataModule(pl.LightningDataModule):
         (:func:`dmlhc.optimal.choose_pseudo_count`, from the train pools; cached)."""
         self._require_setup()
         if self.pseudo_count is None:
-            background, signals = self._pool_counts(("train",))
+            background, signals = self.pool_counts(("train",))
             val = self.sets["val"]
             self.pseudo_count = choose_pseudo_count(val.raw, val.y, self.task, background, signals,
                                                     *self._optimum_sizes())
@@ -486,7 +486,8 @@ class EnsembleDataModule(pl.LightningDataModule):
         """(B, S) of the scored sets; single events (task 'event') are scored as (0, 1)."""
         return (0, 1) if self.task.name == "event" else (self.n_background, self.n_signal)
 
-    def _pool_counts(self, splits: Sequence[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def pool_counts(self, splits: Sequence[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(the background's bin counts, {signal source: its bin counts}) summed over the ``splits`` pools."""
         counts = {name: torch.stack([pools[s].bin_counts for s in splits]).sum(dim=0)
                   for name, pools in self.pools.items()}
         return counts.pop("background"), counts
@@ -500,7 +501,7 @@ class EnsembleDataModule(pl.LightningDataModule):
         if split in estimate_from:
             raise ValueError(f"estimate_from={list(estimate_from)} includes the scored split {split!r}; "
                              "estimate the probabilities from other pools")
-        background, counts = self._pool_counts(estimate_from)
+        background, counts = self.pool_counts(estimate_from)
         labelled = self.sets[split]
         return optimal_auc(labelled.raw, labelled.y, self.task, background, counts, *self._optimum_sizes(),
                            pseudo_count=self.optimum_pseudo_count(), n_bootstrap=n_bootstrap,
