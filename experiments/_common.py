@@ -1,30 +1,16 @@
-"""What the study scripts under experiments/ share: their tables (CSV, written atomically) and their summary runs.
+"""What the study scripts under experiments/ share: their summary runs (their tables: dmlhc.events.cache.write_csv).
 
 Scripts import it as ``from _common import ...`` (Python puts the script's folder first on ``sys.path``).
 """
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import mlflow
 
-from dmlhc.events.cache import atomic_target
 from dmlhc.tracking.store import ensure_experiment, resolve_tracking_uri
-
-
-def write_csv(rows: Iterable[Mapping[str, object]], columns: Sequence[str], path: Path,
-              exact: Sequence[str] = ("snr",)) -> Path:
-    """``rows`` as a CSV table at ``path`` (folders made), replacing any old one only once it is complete: floats to
-    4 decimals, except the ``exact`` columns (S/sqrt(B) values, written as given)."""
-    with atomic_target(path) as partial, open(partial, "w", newline="") as out:
-        writer = csv.DictWriter(out, columns)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) and k not in exact else v) for k, v in row.items()})
-    return path
 
 
 def log_summary_run(experiment: str, name: str, artifacts: Sequence[Path], metrics: Mapping[str, float],

@@ -37,9 +37,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-from _common import log_summary_run, write_csv  # noqa: E402
+from _common import log_summary_run  # noqa: E402
 from transfer import Network, float_list, name_list, same_snr, source_networks  # noqa: E402
 
+from dmlhc.events.cache import write_csv  # noqa: E402
 from dmlhc.predict import DEFAULT_PSEUDO_EXPERIMENTS, expected_significance, load_run  # noqa: E402
 from dmlhc.significance import asimov_significance, expected_counts  # noqa: E402
 from dmlhc.tracking.summary import table  # noqa: E402

@@ -35,9 +35,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import mlflow  # noqa: E402
-from _common import log_summary_run, write_csv  # noqa: E402
+from _common import log_summary_run  # noqa: E402
 
 from dmlhc.config import split_overrides  # noqa: E402
+from dmlhc.events.cache import write_csv  # noqa: E402
 from dmlhc.tracking.store import resolve_tracking_uri as tracking_uri  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -45,11 +45,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
-from _common import log_summary_run, write_csv  # noqa: E402
+from _common import log_summary_run  # noqa: E402
 from grid import collect as grid_points  # noqa: E402
 from mlflow.entities import Run  # noqa: E402
 
 from dmlhc.config import split_overrides  # noqa: E402
+from dmlhc.events.cache import write_csv  # noqa: E402
 from dmlhc.tracking.store import resolve_tracking_uri  # noqa: E402
 from dmlhc.tracking.summary import table  # noqa: E402
 

@@ -9,11 +9,13 @@ that no longer matches its record is damaged, and is regenerated rather than use
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -75,6 +77,18 @@ def write_json(path: Path, document: dict) -> None:
     """Write a JSON document atomically."""
     with atomic_target(path) as tmp:
         tmp.write_text(json.dumps(document, indent=1, sort_keys=True))
+
+
+def write_csv(rows: Iterable[Mapping[str, object]], columns: Sequence[str], path: Path,
+              exact: Sequence[str] = ("snr",)) -> Path:
+    """``rows`` as a CSV table at ``path`` (folders made), replacing any old one only once it is complete: floats to
+    4 decimals, except the ``exact`` columns (S/sqrt(B) values, written as given)."""
+    with atomic_target(path) as partial, open(partial, "w", newline="") as out:
+        writer = csv.DictWriter(out, columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) and k not in exact else v) for k, v in row.items()})
+    return path
 
 
 def copy_atomic(source: Path, target: Path) -> Path:

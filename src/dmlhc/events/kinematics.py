@@ -1,15 +1,16 @@
 """Leading-jet kinematic distributions of each benchmark against the SM (the paper's Fig. 1).
 
 One PNG per framework (ALP, spin 0, spin 1, spin 2) with normalised pT, eta and phi
-distributions of the leading jet, SM in black, and a table of distances to the SM
-(total variation of the normalised histograms, 0 = identical, 1 = disjoint) to
-check the paper's statements with numbers, not only by eye. The bins span the
-values of all samples together, so the plots end where the data end.
+distributions of the leading jet, SM in black, and a table (``kinematics.csv``) of each
+sample's distances to the SM (total variation of the normalised histograms, 0 = identical,
+1 = disjoint), leading-jet pT mean and quantiles, mean |eta| and invisible-mass quantiles, to
+check the paper's statements with numbers, not only by eye. The bins span the values of all
+samples together, so the plots end where the data end.
 """
 
 from __future__ import annotations
 
-import json
+import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -18,6 +19,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from dmlhc.events.benchmarks import get_benchmark
+from dmlhc.events.cache import write_csv
 from dmlhc.events.delphes import EventSample
 from dmlhc.tracking.plots import hep_label, hep_style, save
 
@@ -51,13 +53,31 @@ def normalised_histograms(sample: EventSample, edges: dict[str, np.ndarray]) -> 
     return out
 
 
+TABLE_COLUMNS = ("sample", "tv_pt", "tv_eta", "tv_phi", "mean_pt", "pt_q10", "pt_median", "pt_q90", "mean_abs_eta",
+                 "invisible_mass_q10", "invisible_mass_median", "invisible_mass_q90")
+
+
 def distances_to_sm(samples: dict[str, EventSample]) -> dict[str, dict[str, float]]:
     """Total-variation distance of each sample's pT, eta and phi histograms to the SM's."""
     edges = bin_edges(samples)
     hists = {name: normalised_histograms(s, edges) for name, s in samples.items()}
     return {name: {var: round(0.5 * float(np.abs(h[var] - hists["sm"][var]).sum()), 4) for var in AXES}
-            | {"mean_pt": round(float(samples[name].leading_jet()["pt"].mean()), 1)}
             for name, h in hists.items()}
+
+
+def kinematics_table(samples: dict[str, EventSample]) -> list[dict]:
+    """One row per sample (:data:`TABLE_COLUMNS`): distances to the SM, leading-jet pT (GeV) mean and 10/50/90%
+    quantiles, mean |eta|, and the invisible-mass quantiles (GeV) the generator recorded (nan for the SM)."""
+    rows = []
+    for name, distances in distances_to_sm(samples).items():
+        jet = samples[name].leading_jet()
+        q10, median, q90 = np.quantile(jet["pt"], [0.1, 0.5, 0.9])
+        invisible = samples[name].metadata.get("invisible_mass_quantiles_gev") or {}
+        rows.append({"sample": name, **{f"tv_{var}": distances[var] for var in AXES},
+                     "mean_pt": float(jet["pt"].mean()), "pt_q10": float(q10), "pt_median": float(median),
+                     "pt_q90": float(q90), "mean_abs_eta": float(np.abs(jet["eta"]).mean()),
+                     **{f"invisible_mass_{q}": float(invisible.get(q, math.nan)) for q in ("q10", "median", "q90")}})
+    return rows
 
 
 @hep_style()
@@ -83,7 +103,7 @@ def kinematics_figure(hists: dict[str, dict[str, np.ndarray]], edges: dict[str, 
 
 
 def plot_kinematics(samples: dict[str, EventSample], out_dir: str | Path, title: str = "") -> list[Path]:
-    """Write one PNG per framework and ``distances_to_sm.json``; returns the paths written."""
+    """Write one PNG per framework and ``kinematics.csv`` (:func:`kinematics_table`); returns the paths written."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     edges = bin_edges(samples)
@@ -95,7 +115,5 @@ def plot_kinematics(samples: dict[str, EventSample], out_dir: str | Path, title:
     written = [save(kinematics_figure(hists, edges, names, f"{framework}: {title}" if title else framework),
                     out_dir / f"kinematics_{framework}.png")
                for framework, names in groups.items()]
-    table = out_dir / "distances_to_sm.json"
-    table.write_text(json.dumps(distances_to_sm(samples), indent=1))
-    written.append(table)
+    written.append(write_csv(kinematics_table(samples), TABLE_COLUMNS, out_dir / "kinematics.csv", exact=()))
     return written
