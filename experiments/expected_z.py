@@ -15,6 +15,8 @@ event count. Beside them, two closed forms for the same expected counts (Cowan e
 one bin of B and S events (~ S/sqrt(B)), and the binned Poisson likelihood ratio of all bins, count and shape
 together, the most any analysis of these histograms can reach.
 
+Every point is a run of the MLflow experiment ``expected_z`` (its row as params and metrics, tagged with the network's
+run); a rerun with the same ``--pseudo-experiments`` and ``--seed`` computes only the points it does not hold.
 Writes ``experiments/results/expected_z/<source>.csv`` (or ``--out DIR``): signal, snr, n_background, n_signal,
 z_network and z_optimum (median Z) with their _std (bootstrap spread) and _bound (1: the median SM + signal score is
 above every SM-only score, so the value is only a lower bound; more pseudo-experiments resolve it), z_counting,
@@ -36,6 +38,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import mlflow  # noqa: E402
 import torch  # noqa: E402
 from _common import log_summary_run  # noqa: E402
 from transfer import Network, float_list, name_list, same_snr, source_networks  # noqa: E402
@@ -43,6 +46,7 @@ from transfer import Network, float_list, name_list, same_snr, source_networks  
 from dmlhc.events.cache import write_csv  # noqa: E402
 from dmlhc.predict import DEFAULT_PSEUDO_EXPERIMENTS, expected_significance, load_run  # noqa: E402
 from dmlhc.significance import asimov_significance, expected_counts  # noqa: E402
+from dmlhc.tracking.store import ensure_experiment, resolve_tracking_uri  # noqa: E402
 from dmlhc.tracking.summary import table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,6 +54,8 @@ STUDY = "expected_z"
 COLUMNS = ("signal", "snr", "n_background", "n_signal", "z_network", "z_network_std", "z_network_bound", "z_optimum",
            "z_optimum_std", "z_optimum_bound", "z_counting", "z_binned", "pseudo_experiments", "test/auc",
            "test/auc_optimal", "run_id")
+TEXT = ("signal", "run_id")  # the other columns are numbers (metrics of a point's run)
+INTEGERS = ("n_background", "n_signal", "z_network_bound", "z_optimum_bound", "pseudo_experiments")
 
 
 def point_row(network: Network, n_experiments: int, seed: int) -> dict:
@@ -70,6 +76,33 @@ def point_row(network: Network, n_experiments: int, seed: int) -> dict:
         row |= {f"z_{name}": result.median_z, f"z_{name}_std": result.median_z_std,
                 f"z_{name}_bound": int(result.median_beyond_tail)}
     return row
+
+
+def tracked_rows(n_experiments: int, seed: int) -> dict[str, dict]:
+    """The rows of the points ``expected_z`` holds for these settings, by network run id (the newest of each)."""
+    client = mlflow.MlflowClient(resolve_tracking_uri())
+    found = client.get_experiment_by_name(STUDY)
+    if found is None:
+        return {}
+    rows: dict[str, dict] = {}
+    for run in client.search_runs([found.experiment_id], f"tags.`dmlhc.expected_z` = 'point' and attributes.status = "
+                                  f"'FINISHED' and params.pseudo_experiments = '{n_experiments}' and params.seed = "
+                                  f"'{seed}'", order_by=["attributes.start_time DESC"], max_results=50000):
+        row = {"signal": run.data.params["signal"], "run_id": run.data.tags["dmlhc.source_run"], **run.data.metrics}
+        row |= {k: int(row[k]) for k in INTEGERS}
+        rows.setdefault(row["run_id"], row)
+    return rows
+
+
+def track(row: dict, seed: int) -> None:
+    """One point's row as a run of ``expected_z``: signal, seed and pseudo-experiment count as params, numbers as
+    metrics, the network's run as a tag."""
+    uri = resolve_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    with mlflow.start_run(experiment_id=ensure_experiment(uri, STUDY), run_name=f"{row['signal']}_snr{row['snr']:g}",
+                          tags={"dmlhc.expected_z": "point", "dmlhc.source_run": row["run_id"]}):
+        mlflow.log_params({"signal": row["signal"], "seed": seed, "pseudo_experiments": row["pseudo_experiments"]})
+        mlflow.log_metrics({k: float(v) for k, v in row.items() if k not in TEXT})
 
 
 def plot(rows: Sequence[dict], path: Path, source: str) -> Path:
@@ -124,11 +157,15 @@ def main(argv: list[str] | None = None) -> int:
                 and (args.snr is None or any(same_snr(n.snr, s) for s in args.snr))]
     if not networks:
         raise SystemExit(f"expected_z: {args.source!r} has no finished network of the chosen signals and S/sqrt(B)")
-    rows, start = [], time.monotonic()
-    for k, network in enumerate(networks, 1):
+    done = tracked_rows(args.pseudo_experiments, args.seed)
+    rows, start = [done[n.run_id] for n in networks if n.run_id in done], time.monotonic()
+    to_do = [n for n in networks if n.run_id not in done]
+    print(f"expected_z: {len(networks)} points, {len(rows)} already in {STUDY!r}, {len(to_do)} to compute", flush=True)
+    for k, network in enumerate(to_do, 1):
         rows.append(point_row(network, args.pseudo_experiments, args.seed))
         r = rows[-1]
-        print(f"expected_z: {k}/{len(networks)} {r['signal']} S/sqrt(B) = {r['snr']:g}: network "
+        track(r, args.seed)
+        print(f"expected_z: {k}/{len(to_do)} {r['signal']} S/sqrt(B) = {r['snr']:g}: network "
               f"{'>' if r['z_network_bound'] else ''}{r['z_network']:.2f}, optimum "
               f"{'>' if r['z_optimum_bound'] else ''}{r['z_optimum']:.2f}, binned {r['z_binned']:.2f} "
               f"({time.monotonic() - start:.0f} s)", flush=True)

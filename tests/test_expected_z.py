@@ -18,16 +18,24 @@ from scipy.stats import norm
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def expected_z(quick_grid, out: Path) -> tuple[subprocess.CompletedProcess, str, list[dict]]:
+    """``python experiments/expected_z.py --source fig7_quick`` for spin2_onshell on the quick grid's store: the run,
+    its table's text and rows."""
+    run = subprocess.run([sys.executable, str(ROOT / "experiments" / "expected_z.py"), "--source", "fig7_quick",
+                          "--signals", "spin2_onshell", "--pseudo-experiments", "400", "--out", str(out)],
+                         cwd=out.parent, env={**os.environ, "MLFLOW_TRACKING_URI": quick_grid.store},
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    text = (out / "fig7_quick.csv").read_text()
+    rows = [{k: v if k in ("signal", "run_id") else float(v) for k, v in r.items()}
+            for r in csv.DictReader(text.splitlines())]
+    return run, text, rows
+
+
 @pytest.mark.pythia
 def test_expected_z_of_every_network_beside_its_optimum_and_the_closed_forms(quick_grid, tmp_path):
     out = tmp_path / "results"
-    run = subprocess.run([sys.executable, str(ROOT / "experiments" / "expected_z.py"), "--source", "fig7_quick",
-                          "--signals", "spin2_onshell", "--pseudo-experiments", "400", "--out", str(out)],
-                         cwd=tmp_path, env={**os.environ, "MLFLOW_TRACKING_URI": quick_grid.store},
-                         capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr[-3000:]
-    with open(out / "fig7_quick.csv") as table:
-        rows = [{k: v if k in ("signal", "run_id") else float(v) for k, v in r.items()} for r in csv.DictReader(table)]
+    run, text, rows = expected_z(quick_grid, out)
     assert [(r["signal"], r["snr"], r["n_background"], r["n_signal"]) for r in rows] == [
         ("spin2_onshell", 0.447, 2000, 20), ("spin2_onshell", 1.118, 2000, 50)]
     for r in rows:
@@ -45,4 +53,10 @@ def test_expected_z_of_every_network_beside_its_optimum_and_the_closed_forms(qui
     (summary,) = client.search_runs([experiment.experiment_id], "tags.`dmlhc.summary` = 'expected_z'")
     assert {a.path for a in client.list_artifacts(summary.info.run_id)} == {"fig7_quick.csv", "fig7_quick.png"}
     assert summary.data.params["pseudo_experiments"] == "400" and summary.data.metrics["points"] == 2
-    assert "expected_z: 2 points" in run.stdout
+    assert "expected_z: 2 points, 0 already in 'expected_z', 2 to compute" in run.stdout
+
+    again, same_text, _ = expected_z(quick_grid, out)  # every point tracked: a rerun only collects, the same table
+    assert "expected_z: 2 points, 2 already in 'expected_z', 0 to compute" in again.stdout
+    assert same_text == text
+    points = client.search_runs([experiment.experiment_id], "tags.`dmlhc.expected_z` = 'point'")
+    assert sorted(p.data.tags["dmlhc.source_run"] for p in points) == sorted(r["run_id"] for r in rows)
