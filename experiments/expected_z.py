@@ -46,7 +46,7 @@ from transfer import Network, float_list, name_list, same_snr, source_networks  
 from dmlhc.events.cache import write_csv  # noqa: E402
 from dmlhc.predict import DEFAULT_PSEUDO_EXPERIMENTS, expected_significance, load_run  # noqa: E402
 from dmlhc.significance import asimov_significance, expected_counts  # noqa: E402
-from dmlhc.tracking.store import ensure_experiment, resolve_tracking_uri  # noqa: E402
+from dmlhc.tracking.store import resolve_tracking_uri  # noqa: E402
 from dmlhc.tracking.summary import table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,17 +92,6 @@ def tracked_rows(n_experiments: int, seed: int) -> dict[str, dict]:
         row |= {k: int(row[k]) for k in INTEGERS}
         rows.setdefault(row["run_id"], row)
     return rows
-
-
-def track(row: dict, seed: int) -> None:
-    """One point's row as a run of ``expected_z``: signal, seed and pseudo-experiment count as params, numbers as
-    metrics, the network's run as a tag."""
-    uri = resolve_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    with mlflow.start_run(experiment_id=ensure_experiment(uri, STUDY), run_name=f"{row['signal']}_snr{row['snr']:g}",
-                          tags={"dmlhc.expected_z": "point", "dmlhc.source_run": row["run_id"]}):
-        mlflow.log_params({"signal": row["signal"], "seed": seed, "pseudo_experiments": row["pseudo_experiments"]})
-        mlflow.log_metrics({k: float(v) for k, v in row.items() if k not in TEXT})
 
 
 def plot(rows: Sequence[dict], path: Path, source: str) -> Path:
@@ -164,7 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     for k, network in enumerate(to_do, 1):
         rows.append(point_row(network, args.pseudo_experiments, args.seed))
         r = rows[-1]
-        track(r, args.seed)
+        numbers = {key: float(value) for key, value in r.items() if key not in TEXT}
+        log_summary_run(STUDY, f"{r['signal']}_snr{r['snr']:g}", [], numbers,  # the point as a run: reruns reuse it
+                        {"dmlhc.expected_z": "point", "dmlhc.source_run": r["run_id"]},
+                        {"signal": r["signal"], "seed": args.seed, "pseudo_experiments": args.pseudo_experiments})
         print(f"expected_z: {k}/{len(to_do)} {r['signal']} S/sqrt(B) = {r['snr']:g}: network "
               f"{'>' if r['z_network_bound'] else ''}{r['z_network']:.2f}, optimum "
               f"{'>' if r['z_optimum_bound'] else ''}{r['z_optimum']:.2f}, binned {r['z_binned']:.2f} "
