@@ -21,10 +21,12 @@ import sys
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
 from omegaconf import DictConfig
 
 from dmlhc.config import instantiate
 from dmlhc.data.datamodule import EnsembleDataModule
+from dmlhc.errors import ConfigError, reported_as_exit_codes
 from dmlhc.optimal import optimal_auc
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,8 +34,14 @@ PSEUDO_COUNTS = (0.05, 0.5, 2.0)
 
 
 def compose_point(overrides: list[str]) -> DictConfig:
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        return compose("train", overrides=["data.device=cpu", *overrides])
+    """train.py's config with ``overrides``; one that Hydra cannot compose is a :class:`ConfigError`."""
+    try:
+        with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+            return compose("train", overrides=["data.device=cpu", *overrides])
+    except HydraException as err:
+        first = str(err).strip().splitlines()[0]
+        raise ConfigError(f"{' '.join(overrides)}: {first}; give train.py overrides of the point, e.g. "
+                          "signal=spin2_onshell snr=0.447 generation.seed=2") from None
 
 
 def datamodule(cfg: DictConfig) -> EnsembleDataModule:
@@ -77,4 +85,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with reported_as_exit_codes():  # a bad override or setting: one line and its exit code
+        sys.exit(main())

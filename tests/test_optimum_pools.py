@@ -22,6 +22,17 @@ def test_a_reference_of_the_points_own_seed_is_refused_with_the_fix():
     assert "both generated with seed 1" in run.stderr and "generation.seed=2" in run.stderr
 
 
+@pytest.mark.parametrize("override, message", [
+    ("foo=1", "Could not override 'foo'"),                      # Hydra cannot compose it
+    ("signal=nosuch", "Could not find 'signal/nosuch'"),
+    ("snr=-1", "snr=-1: must be a finite number >= 0"),         # the DataModule's own check
+])
+def test_a_bad_override_is_one_line_and_the_configuration_exit_code(override, message):
+    run = subprocess.run([sys.executable, SCRIPT, override, "generation.seed=2"], capture_output=True, text=True)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.startswith("dmlhc: configuration error: ") and message in run.stderr
+
+
 @pytest.mark.pythia
 def test_the_plug_in_from_larger_independent_pools_scores_the_same_test_set():
     run = subprocess.run([sys.executable, SCRIPT, *POINT, "generation.seed=2", "--reference-events", "100000,20000"],
