@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dmlhc.config import instantiate, instantiate_callbacks, prepare_process
 from dmlhc.errors import ConfigError
+from dmlhc.models.architectures import ParametrisedDNN
 from dmlhc.tracking.runs import RunGroup, architecture_name, derived_params
 from dmlhc.tracking.secrets import redact
 from dmlhc.tracking.store import resolve_tracking_uri
@@ -154,6 +155,10 @@ def load_model(cfg: DictConfig, checkpoint: str, datamodule) -> Any:
     """The ``model`` config's LightningModule from ``checkpoint``, checked against the data it is to be tested on."""
     module: Any = hydra.utils.get_class(cfg.model._target_)
     model = module.load_from_checkpoint(checkpoint, map_location="cpu")
+    if isinstance(getattr(model, "net", None), ParametrisedDNN):
+        raise ConfigError("the checkpoint holds a parametrised network (one for every S/sqrt(B) of a grid, scored with "
+                          "net(x, snr)); eval.py and dmlhc predict score networks of one S/sqrt(B): its run holds "
+                          "test/auc/snr_<x> of every point, and experiments/parametrised.py tabulates them")
     shape, classes = model.hparams.get("input_shape"), model.hparams.get("n_classes")
     if shape is not None and tuple(shape) != tuple(datamodule.input_shape) or (
             classes is not None and classes != datamodule.n_classes):

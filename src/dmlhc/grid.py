@@ -59,7 +59,7 @@ from dmlhc.data.datamodule import EnsembleDataModule, _derive_seed
 from dmlhc.data.ensembles import draw_counts, normalise
 from dmlhc.errors import ConfigError
 from dmlhc.events.cache import atomic_target
-from dmlhc.models.architectures import HistogramDNN
+from dmlhc.models.architectures import HistogramDNN, ParametrisedDNN
 from dmlhc.models.classifier import make_optimiser
 from dmlhc.models.stacked import StackedDNN, keep_networks, select_networks
 from dmlhc.tracking.reporter import pool_params
@@ -90,6 +90,43 @@ class Network:
     @property
     def net(self) -> HistogramDNN:
         return cast(HistogramDNN, self.classifier.net)
+
+    def record(self, epoch: int, metrics: dict[str, float], rule: StoppingRule) -> bool:
+        """The epoch's ``train/loss`` and ``val/*`` metrics into the history; early stopping as Lightning's
+        EarlyStopping and ModelCheckpoint (strict improvement) do. True when the epoch is the best so far (the
+        caller keeps its weights)."""
+        self.history.append({"epoch": epoch} | metrics)
+        value, best = metrics[rule.monitor], self.best.get(rule.monitor)
+        improved = best is None or (value > best if rule.maximise else value < best)
+        if improved:
+            self.best = {k: v for k, v in metrics.items() if k.startswith("val/")}
+            self.best_epoch, self.wait = epoch + 1, 0
+        else:
+            self.wait += 1
+        early = self.wait >= rule.patience or (rule.maximise and metrics["val/auc"] >= 1.0)
+        if (early and epoch + 1 >= rule.min_epochs) or epoch + 1 >= rule.max_epochs:
+            self.stopped = True
+        return improved
+
+
+@dataclass(frozen=True)
+class StoppingRule:
+    """When a network stops, from the ``callbacks.early_stopping`` and ``trainer`` configs, as a single run's."""
+
+    monitor: str
+    maximise: bool
+    patience: float  # epochs without a strict improvement
+    min_epochs: int
+    max_epochs: int
+
+    @classmethod
+    def of(cls, cfg: DictConfig, histograms_per_epoch: int) -> StoppingRule:
+        early = (cfg.get("callbacks") or {}).get("early_stopping") or {}
+        monitor = str(early.get("monitor", "val/auc"))
+        patience = (math.ceil(int(early.get("patience_histograms", 200_000)) / histograms_per_epoch) if early
+                    else math.inf)
+        max_epochs = int(cfg.trainer.max_epochs) if cfg.trainer.get("max_epochs") not in (None, -1) else 10**6
+        return cls(monitor, monitor == "val/auc", patience, int(cfg.trainer.get("min_epochs") or 1), max_epochs)
 
 
 def grid_points(cfg: DictConfig) -> list[float]:
@@ -133,21 +170,16 @@ def train_grid(cfg: DictConfig) -> float:
     check_trainer(cfg, [])  # trainer.max_epochs >= 1 (or -1) and a trainer config Lightning accepts, as a single job
     prepare_process(cfg)
     ready = time.perf_counter()
-    device = "cpu" if cfg.trainer.get("accelerator") == "cpu" else cfg.data.get("device", "auto")  # as the Trainer
-    modules = [instantiate("data", point_config(cfg, s).data, snr=s, device=device) for s in snrs]
-    first = modules[0]
-    probe = instantiate("model", cfg.model, input_shape=first.input_shape, n_classes=first.n_classes)
-    if not isinstance(probe.net, HistogramDNN):
-        raise ConfigError(f"grid.snr with architecture {type(probe.net).__name__}: the grid trainer stacks "
-                          "HistogramDNN networks (architecture=dnn or paper_dnn); train others one job per point")
-    if cfg.get("logger") and cfg.logger.get("mlflow"):
-        check_tracking_store(configured_tracking_uri(cfg.logger.mlflow.tracking_uri), cfg.logger.mlflow.artifact_root)
-    first.prepare_data()
-    first.setup("fit")
-    for module in modules[1:]:
-        module.share_pools(first)
-        module.setup("fit")
+    modules, probe = grid_modules(cfg, snrs)
+    parametrised = isinstance(probe.net, ParametrisedDNN)
+    if parametrised and repeats > 1:
+        raise ConfigError(f"repeats={repeats} with architecture=parametrised_dnn: a job trains one network for the "
+                          "whole grid; train more seeds as a sweep (seed=1,2,3 -m)")
+    set_up(modules)
+    if parametrised:
+        from dmlhc.parametrised import train_parametrised
 
+        return train_parametrised(cfg, snrs, modules)
     networks = []
     for p, module in enumerate(modules):
         statistics = module.input_statistics()
@@ -173,6 +205,32 @@ def train_grid(cfg: DictConfig) -> float:
     return objective
 
 
+def grid_modules(cfg: DictConfig, snrs: list[float]) -> tuple[list[EnsembleDataModule], pl.LightningModule]:
+    """One DataModule per point of the grid and a probe of the model config (checked: a HistogramDNN, stacked, or a
+    ParametrisedDNN, one network for the grid); the tracking store checked. Nothing drawn yet (:func:`set_up`)."""
+    device = "cpu" if cfg.trainer.get("accelerator") == "cpu" else cfg.data.get("device", "auto")  # as the Trainer
+    modules = [instantiate("data", point_config(cfg, s).data, snr=s, device=device) for s in snrs]
+    first = modules[0]
+    probe = instantiate("model", cfg.model, input_shape=first.input_shape, n_classes=first.n_classes)
+    if not isinstance(probe.net, (HistogramDNN, ParametrisedDNN)):
+        raise ConfigError(f"grid.snr with architecture {type(probe.net).__name__}: the grid trainer stacks "
+                          "HistogramDNN networks (architecture=dnn or paper_dnn) or trains one ParametrisedDNN "
+                          "(architecture=parametrised_dnn); train others one job per point")
+    if cfg.get("logger") and cfg.logger.get("mlflow"):
+        check_tracking_store(configured_tracking_uri(cfg.logger.mlflow.tracking_uri), cfg.logger.mlflow.artifact_root)
+    return modules, probe
+
+
+def set_up(modules: list[EnsembleDataModule]) -> None:
+    """Samples and pools of the first point (generated if missing), shared by the others; every point's sets drawn."""
+    first = modules[0]
+    first.prepare_data()
+    first.setup("fit")
+    for module in modules[1:]:
+        module.share_pools(first)
+        module.setup("fit")
+
+
 class GridTrainer:
     """The training loop of a grid: stacked networks, per-network early stopping and best weights."""
 
@@ -180,13 +238,7 @@ class GridTrainer:
         self.cfg, self.modules, self.networks = cfg, modules, networks
         first = modules[0]
         self.batch, self.steps = first.batch_size, first.steps_per_epoch
-        early = (cfg.get("callbacks") or {}).get("early_stopping") or {}
-        self.monitor = str(early.get("monitor", "val/auc"))
-        self.maximise = self.monitor == "val/auc"
-        per_epoch = first.histograms_per_epoch
-        self.patience = math.ceil(int(early.get("patience_histograms", 200_000)) / per_epoch) if early else math.inf
-        self.max_epochs = int(cfg.trainer.max_epochs) if cfg.trainer.get("max_epochs") not in (None, -1) else 10**6
-        self.min_epochs = int(cfg.trainer.get("min_epochs") or 1)  # as Lightning: early stopping waits for it
+        self.rule = StoppingRule.of(cfg, first.histograms_per_epoch)
         self.lr, self.weight_decay = float(cfg.model.lr), float(cfg.model.weight_decay)
         self.optimiser_name = str(cfg.model.optimizer)  # checked when the networks' Classifiers were built
         ema = (cfg.get("callbacks") or {}).get("ema")  # weights averaged as AveragedWeights does
@@ -208,7 +260,7 @@ class GridTrainer:
         optimiser = self.new_optimiser(model.parameters())
         averaged = copy.deepcopy(model) if self.ema_decay else model  # validated, checkpointed and tested
         ema_weight = 1 - (self.ema_decay or 0.0)
-        for epoch in range(self.max_epochs):
+        for epoch in range(self.rule.max_epochs):
             started = time.perf_counter()
             model.train()
             losses = torch.zeros(len(active))
@@ -220,9 +272,7 @@ class GridTrainer:
                 per_network.sum().backward()
                 optimiser.step()
                 if averaged is not model:
-                    with torch.no_grad():
-                        for mean, param in zip(averaged.parameters(), model.parameters()):
-                            mean.lerp_(param, ema_weight)
+                    update_average(averaged, model, ema_weight)
                 losses += per_network.detach().cpu()
             self.validate(averaged, active, epoch, losses / self.steps)
             keep = [i for i, n in enumerate(active) if not n.stopped]
@@ -282,20 +332,17 @@ class GridTrainer:
             for k, network in enumerate(active[start:end]):
                 loss = float(F.binary_cross_entropy_with_logits(logits[k], labels))
                 auc = float(binary_auroc(torch.sigmoid(logits[k]), labels.long()))
-                network.history.append({"epoch": epoch, "train/loss": float(train_loss[start + k]),
-                                        "val/loss": loss, "val/auc": auc})
-                value = auc if self.maximise else loss
-                best = network.best.get(self.monitor)
-                if best is None or (value > best if self.maximise else value < best):
-                    network.best = {"val/loss": loss, "val/auc": auc}
-                    network.best_epoch, network.wait = epoch + 1, 0
+                metrics = {"train/loss": float(train_loss[start + k]), "val/loss": loss, "val/auc": auc}
+                if network.record(epoch, metrics, self.rule):
                     network.best_state = model.network_state(start + k, network.net)
-                else:
-                    network.wait += 1
-                early = network.wait >= self.patience or (self.maximise and auc >= 1.0)
-                if (early and epoch + 1 >= self.min_epochs) or epoch + 1 >= self.max_epochs:
-                    network.stopped = True
             start = end
+
+
+def update_average(averaged: torch.nn.Module, model: torch.nn.Module, weight: float) -> None:
+    """One step of the exponential moving average of ``model``'s parameters in ``averaged``, as AveragedWeights."""
+    with torch.no_grad():
+        for mean, param in zip(averaged.parameters(), model.parameters()):
+            mean.lerp_(param, weight)
 
 
 def stacked_logits(model: StackedDNN, x: torch.Tensor, networks: slice) -> torch.Tensor:
@@ -308,10 +355,7 @@ def stacked_logits(model: StackedDNN, x: torch.Tensor, networks: slice) -> torch
 def test_point(module: EnsembleDataModule, networks: list[Network], cfg: DictConfig) -> None:
     """test/auc of every network of a point with its best weights; the point's optimum beside it."""
     test = module.sets["test"]
-    n_bootstrap = int(((cfg.get("callbacks") or {}).get("results") or {}).get("n_bootstrap", 20))
-    optimum = module.optimal_auc(n_bootstrap=n_bootstrap)
-    optimum_metrics = {"test/auc_optimal": optimum.auc, "test/auc_optimal_std": optimum.std or 0.0,
-                       "test/auc_optimal_pseudo_count": module.optimum_pseudo_count()}
+    optimum = optimum_metrics(module, cfg)
     for network in networks:
         net = network.net.to(test.x.device)
         if network.best_state:
@@ -320,7 +364,16 @@ def test_point(module: EnsembleDataModule, networks: list[Network], cfg: DictCon
         with torch.no_grad():
             scores = torch.cat([torch.sigmoid(net(test.x[i: i + EVAL_CHUNK]).squeeze(-1))
                                 for i in range(0, len(test.x), EVAL_CHUNK)])
-        network.test = {"test/auc": float(binary_auroc(scores, test.y.long()))} | optimum_metrics
+        network.test = {"test/auc": float(binary_auroc(scores, test.y.long()))} | optimum
+
+
+def optimum_metrics(module: EnsembleDataModule, cfg: DictConfig) -> dict[str, float]:
+    """The point's optimum on its test set, with its bootstrap spread (``callbacks.results.n_bootstrap``) and
+    pseudo-count, as a single run's results reporter logs them."""
+    n_bootstrap = int(((cfg.get("callbacks") or {}).get("results") or {}).get("n_bootstrap", 20))
+    optimum = module.optimal_auc(n_bootstrap=n_bootstrap)
+    return {"test/auc_optimal": optimum.auc, "test/auc_optimal_std": optimum.std or 0.0,
+            "test/auc_optimal_pseudo_count": module.optimum_pseudo_count()}
 
 
 def log_grid(cfg: DictConfig, snrs: list[float], modules: list[EnsembleDataModule], networks: list[Network],

@@ -17,6 +17,8 @@ import lightning.pytorch as pl
 from omegaconf import DictConfig
 
 from dmlhc.config import instantiate, instantiate_callbacks, integer, prepare_process
+from dmlhc.errors import ConfigError
+from dmlhc.models.architectures import ParametrisedDNN
 from dmlhc.rendezvous import bind_rendezvous_to_localhost
 from dmlhc.tracking.progress import without_disabled_progress
 from dmlhc.tracking.runs import RunGroup, derived_params
@@ -36,7 +38,9 @@ def train(cfg: DictConfig) -> float:
     new_model = functools.partial(instantiate, "model", cfg.model, input_shape=datamodule.input_shape,
                                   n_classes=datamodule.n_classes)
     new_callbacks = functools.partial(instantiate_callbacks, cfg.callbacks)
-    new_model()  # a network, callback or trainer that cannot work fails here, before any sample is made
+    if isinstance(new_model().net, ParametrisedDNN):  # a network that cannot work fails here, before any sample
+        raise ConfigError("architecture=parametrised_dnn is told S/sqrt(B) and learns every point of a grid at once: "
+                          "give the points, e.g. grid.snr=[0.112,0.447,1.118] (experiment=parametrised: Fig. 7's)")
     check_trainer(cfg, new_callbacks())
     if cfg.get("logger") and cfg.logger.get("mlflow"):  # an unusable store fails in seconds, before any sample
         check_tracking_store(configured_tracking_uri(cfg.logger.mlflow.tracking_uri), cfg.logger.mlflow.artifact_root)

@@ -25,6 +25,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+SNR_FLOOR = 1e-3  # ParametrisedDNN: S/sqrt(B) below it (0 included) enters as this
+
 
 def _dense_stack(n_inputs: int, depth: int, width: int, dropout: float) -> tuple[nn.Sequential, int]:
     layers: list[nn.Module] = []
@@ -86,6 +88,36 @@ class HistogramDNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.standardise(x.flatten(1))
+        out = self.head(self.body(x))
+        return out if self.skip is None else out + self.skip(x)
+
+
+class ParametrisedDNN(nn.Module):
+    """A HistogramDNN that is also told S/sqrt(B): one network for every S/sqrt(B) of a grid (``dmlhc.parametrised``).
+
+    ``forward(x, snr)``: ``snr`` (a number or one value per histogram) enters as log(S/sqrt(B)), one more input
+    beside the standardised histogram, for the hidden layers and the linear skip path alike. At small S/sqrt(B)
+    the likelihood ratio's direction in the counts hardly depends on S/sqrt(B) (only its scale, to which an AUC
+    is blind), so the skip path serves every point; the hidden layers, which see S/sqrt(B), bend the rest.
+    """
+
+    def __init__(self, input_shape: Sequence[int], n_outputs: int = 1, depth: int = 3, width: int = 20,
+                 dropout: float = 0.2, standardise: bool = True, skip: bool = True):
+        super().__init__()
+        if len(input_shape) != 2:
+            raise ValueError(f"ParametrisedDNN takes (n_pt, n_eta) histograms, not inputs of shape "
+                             f"{tuple(input_shape)}")
+        n_inputs = math.prod(input_shape)
+        self.standardise = _standardiser(n_inputs, standardise)
+        self.body, width = _dense_stack(n_inputs + 1, depth, width, dropout)
+        self.head = nn.Linear(width, n_outputs)
+        self.skip = nn.Linear(n_inputs + 1, n_outputs) if skip else None
+
+    def forward(self, x: torch.Tensor, snr: torch.Tensor | float) -> torch.Tensor:
+        x = self.standardise(x.flatten(1))
+        snr = torch.as_tensor(snr, dtype=x.dtype, device=x.device)
+        feature = torch.log(snr.clamp_min(SNR_FLOOR)).expand(len(x)).unsqueeze(1)
+        x = torch.cat([x, feature], dim=1)
         out = self.head(self.body(x))
         return out if self.skip is None else out + self.skip(x)
 

@@ -1,0 +1,158 @@
+"""One parametrised network per benchmark against the per-point networks of Fig. 7 and the optimum.
+
+    python experiments/parametrised.py                   # trains (python train.py experiment=parametrised -m),
+                                                         # then collects; needs the fig7 grid in MLflow
+    python experiments/parametrised.py --collect-only
+    python experiments/parametrised.py --name parametrised_quick --reference fig7_quick   # minutes (tests)
+
+Training is ``python train.py experiment=NAME -m``: one job per benchmark, each ONE
+:class:`~dmlhc.models.architectures.ParametrisedDNN` for all points of ``grid.snr`` (:mod:`dmlhc.parametrised`).
+Collection reads, with MLflow's client, the newest finished parametrised run of every benchmark in experiment NAME
+and the per-point networks of the reference grid (experiment ``--reference``, as ``experiments/grid.py`` collects
+them; same B, data seed, test sets and optimum) and writes ``experiments/results/NAME/``:
+
+- ``parametrised.csv``: signal, snr, the parametrised network's test AUC, the per-point networks' (trimmed mean
+  +- std over their repeats), the optimum (+- its bootstrap spread), both gaps (optimum - network), run ids;
+- ``parametrised.png``: per benchmark, the gap to the optimum vs S/sqrt(B) of both, the +-0.005 band shaded;
+
+and logs both as artifacts of a summary run ``NAME_summary`` (largest gaps as metrics). Prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import mlflow  # noqa: E402
+from _common import log_summary_run  # noqa: E402
+from grid import collect as collect_grid  # noqa: E402
+
+from dmlhc.config import split_overrides  # noqa: E402
+from dmlhc.events.cache import write_csv  # noqa: E402
+from dmlhc.tracking.store import resolve_tracking_uri as tracking_uri  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+COLUMNS = ("signal", "snr", "parametrised", "per_point", "per_point_std", "repeats", "optimum", "optimum_std",
+           "gap_parametrised", "gap_per_point", "parametrised_run_id", "per_point_run_id")
+TARGET = 0.005  # issue 12: within this of the optimum at every point
+
+
+def train(name: str, overrides: list[str]) -> None:
+    """Every benchmark of conf/experiment/NAME.yaml, one ``python train.py -m`` process."""
+    command = [sys.executable, str(ROOT / "train.py"), f"experiment={name}", *overrides, "-m"]
+    print("+", " ".join(command), flush=True)
+    subprocess.run(command, check=True)
+
+
+def collect_parametrised(experiment: str) -> dict[tuple[str, float], tuple[float, float, float, str]]:
+    """(signal, snr) -> (network AUC, optimum, optimum spread, run id) of the newest finished parametrised run of
+    every benchmark in ``experiment``."""
+    client = mlflow.MlflowClient(tracking_uri())
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        raise SystemExit(f"parametrised: no MLflow experiment {experiment!r} at {tracking_uri()}; train first "
+                         f"(python experiments/parametrised.py --name {experiment})")
+    runs = client.search_runs([found.experiment_id], "attributes.status = 'FINISHED' and "
+                              "tags.`dmlhc.parametrised` = 'true'", order_by=["attributes.start_time DESC"])
+    points: dict[tuple[str, float], tuple[float, float, float, str]] = {}
+    seen: set[str] = set()
+    for run in runs:
+        signal = run.data.params["signal"]
+        if signal in seen:  # an older run of the benchmark
+            continue
+        seen.add(signal)
+        metrics = run.data.metrics
+        for snr in run.data.params["grid.snr"].split(","):
+            points[(signal, float(snr))] = (metrics[f"test/auc/snr_{snr}"], metrics[f"test/auc_optimal/snr_{snr}"],
+                                            metrics[f"test/auc_optimal_std/snr_{snr}"], run.info.run_id)
+    return points
+
+
+def join(parametrised: dict, per_point: list[dict]) -> list[dict]:
+    """One row per (signal, snr) of the parametrised runs, with the reference grid's point where it has one."""
+    reference = {(r["signal"], r["snr"]): r for r in per_point}
+    rows = []
+    for (signal, snr), (auc, optimum, optimum_std, run_id) in sorted(parametrised.items()):
+        point = reference.get((signal, snr), {})
+        network = point.get("test/auc", math.nan)
+        rows.append({"signal": signal, "snr": snr, "parametrised": auc, "per_point": network,
+                     "per_point_std": point.get("test/auc_std", math.nan), "repeats": point.get("repeats", 0),
+                     "optimum": optimum, "optimum_std": optimum_std, "gap_parametrised": optimum - auc,
+                     "gap_per_point": optimum - network, "parametrised_run_id": run_id,
+                     "per_point_run_id": point.get("run_id", "")})
+    return rows
+
+
+def plot(rows: list[dict], path: Path) -> Path:
+    """Per benchmark: optimum - network vs S/sqrt(B), parametrised and per-point (+- the repeats' spread)."""
+    from dmlhc.tracking.plots import hep_style, save
+
+    signals = sorted({r["signal"] for r in rows})
+    columns = min(5, len(signals))
+    n_rows = math.ceil(len(signals) / columns)
+    with hep_style():
+        fig, axes = plt.subplots(n_rows, columns, figsize=(4 * columns, 3.4 * n_rows), sharex=True, sharey=True,
+                                 squeeze=False)
+        for ax, signal in zip(axes.flat, signals):
+            points = [r for r in rows if r["signal"] == signal]
+            snr = [r["snr"] for r in points]
+            ax.axhspan(-TARGET, TARGET, color="0.9")
+            ax.axhline(0, color="k", lw=0.8)
+            ax.plot(snr, [r["gap_parametrised"] for r in points], "-o", ms=3, label="one parametrised network")
+            spread = [0.0 if math.isnan(r["per_point_std"]) else r["per_point_std"] for r in points]
+            ax.errorbar(snr, [r["gap_per_point"] for r in points], yerr=spread, fmt="--s", ms=3, capsize=2,
+                        label="a network per point")
+            ax.set_xscale("log")
+            ax.set_title(signal, fontsize=11)
+        for ax in axes.flat[len(signals):]:
+            ax.set_visible(False)
+        for ax in axes[-1]:
+            ax.set_xlabel(r"$S/\sqrt{B}$")
+        for ax in axes[:, 0]:
+            ax.set_ylabel("optimum - network AUC")
+        axes[0, 0].legend(fontsize=8, loc="upper right")
+        fig.tight_layout()
+        return save(fig, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv, overrides = split_overrides(list(sys.argv[1:] if argv is None else argv))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--name", default="parametrised", help="experiment config conf/experiment/NAME.yaml")
+    parser.add_argument("--reference", default="fig7", help="MLflow experiment of the per-point networks")
+    parser.add_argument("--collect-only", action="store_true", help="do not train; collect what MLflow holds")
+    parser.add_argument("--out", type=Path, help="output folder (default experiments/results/NAME)")
+    args = parser.parse_args(argv)
+    if not (ROOT / "conf" / "experiment" / f"{args.name}.yaml").is_file():
+        parser.error(f"no experiment config conf/experiment/{args.name}.yaml")
+    if not args.collect_only:
+        train(args.name, overrides)
+    rows = join(collect_parametrised(args.name), collect_grid(args.reference))
+    if not rows:
+        raise SystemExit(f"parametrised: experiment {args.name!r} has no finished parametrised runs")
+    out = args.out or ROOT / "experiments" / "results" / args.name
+    table = write_csv(rows, COLUMNS, out / "parametrised.csv")
+    figure = plot(rows, out / "parametrised.png")
+    largest = {key: max(r[key] for r in rows if not math.isnan(r[key])) for key in ("gap_parametrised", "gap_per_point")
+               if any(not math.isnan(r[key]) for r in rows)}
+    log_summary_run(args.name, f"{args.name}_summary", [table, figure], largest | {"points": len(rows)},
+                    {"dmlhc.summary": "parametrised"}, {"reference": args.reference})
+    print(f"{'signal':18s} {'snr':>7s} {'param.':>7s} {'per-pt':>7s} {'optimum':>7s} {'gap p.':>7s} {'gap pp':>7s}")
+    for r in rows:
+        print(f"{r['signal']:18s} {r['snr']:7.3f} {r['parametrised']:7.4f} {r['per_point']:7.4f} {r['optimum']:7.4f} "
+              f"{r['gap_parametrised']:7.4f} {r['gap_per_point']:7.4f}")
+    within = sum(r["gap_parametrised"] <= TARGET for r in rows)
+    print(f"parametrised within {TARGET} of the optimum at {within} of {len(rows)} points; largest gaps: "
+          + ", ".join(f"{k} {v:.4f}" for k, v in largest.items()) + f"; table {table}, figure {figure}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
