@@ -25,6 +25,7 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -51,28 +52,33 @@ def train(name: str, overrides: list[str]) -> None:
     subprocess.run(command, check=True)
 
 
-def collect_parametrised(experiment: str) -> dict[tuple[str, float], tuple[float, float, float, str]]:
-    """(signal, snr) -> (network AUC, optimum, optimum spread, run id) of the newest finished parametrised run of
-    every benchmark in ``experiment``."""
+def newest_runs(experiment: str, by: tuple[str, ...] = ("signal",)) -> list:
+    """The newest finished parametrised run of every value of the params ``by`` in MLflow experiment ``experiment``."""
     client = mlflow.MlflowClient(tracking_uri())
     found = client.get_experiment_by_name(experiment)
     if found is None:
-        raise SystemExit(f"parametrised: no MLflow experiment {experiment!r} at {tracking_uri()}; train first "
-                         f"(python experiments/parametrised.py --name {experiment})")
+        raise SystemExit(f"parametrised: no MLflow experiment {experiment!r} at {tracking_uri()}; train it first "
+                         f"(python train.py experiment={experiment} -m)")
     runs = client.search_runs([found.experiment_id], "attributes.status = 'FINISHED' and "
                               "tags.`dmlhc.parametrised` = 'true'", order_by=["attributes.start_time DESC"])
-    points: dict[tuple[str, float], tuple[float, float, float, str]] = {}
-    seen: set[str] = set()
+    newest: dict[tuple[str, ...], Any] = {}
     for run in runs:
-        signal = run.data.params["signal"]
-        if signal in seen:  # an older run of the benchmark
-            continue
-        seen.add(signal)
-        metrics = run.data.metrics
-        for snr in run.data.params["grid.snr"].split(","):
-            points[(signal, float(snr))] = (metrics[f"test/auc/snr_{snr}"], metrics[f"test/auc_optimal/snr_{snr}"],
-                                            metrics[f"test/auc_optimal_std/snr_{snr}"], run.info.run_id)
-    return points
+        newest.setdefault(tuple(run.data.params[k] for k in by), run)  # the first seen is the newest
+    return list(newest.values())
+
+
+def points(run) -> dict[float, tuple[float, float, float]]:
+    """S/sqrt(B) -> (network AUC, optimum, optimum's bootstrap spread) of a parametrised run."""
+    metrics = run.data.metrics
+    return {float(snr): (metrics[f"test/auc/snr_{snr}"], metrics[f"test/auc_optimal/snr_{snr}"],
+                         metrics[f"test/auc_optimal_std/snr_{snr}"]) for snr in run.data.params["grid.snr"].split(",")}
+
+
+def collect_parametrised(experiment: str) -> dict[tuple[str, float], tuple[float, float, float, str]]:
+    """(signal, snr) -> (network AUC, optimum, optimum spread, run id) of the newest finished parametrised run of
+    every benchmark in ``experiment``."""
+    return {(run.data.params["signal"], snr): (*values, run.info.run_id)
+            for run in newest_runs(experiment) for snr, values in points(run).items()}
 
 
 def join(parametrised: dict, per_point: list[dict]) -> list[dict]:
