@@ -81,12 +81,11 @@ def plot(rows: list[dict], path: Path, reference_b: int) -> Path:
             ax.axhline(1, color="k", lw=0.8)
             ax.set_xscale("log")
             ax.set_title(signal, fontsize=12)
+            ax.tick_params(labelsize=11)
         for ax in axes.flat[len(signals):]:
             ax.set_visible(False)
-        for ax in axes[-1]:
-            ax.set_xlabel(r"$S/\sqrt{B}$")
-        for ax in axes[:, 0]:
-            ax.set_ylabel(f"AUC(B) / AUC(B = {reference_b:,})")
+        fig.supxlabel(r"$S/\sqrt{B}$", fontsize=14)
+        fig.supylabel(f"AUC(B) / AUC(B = {reference_b:,})", fontsize=14)
         axes[0, 0].plot([], [], "k-", label="network")
         axes[0, 0].plot([], [], "k--", lw=1, label="optimum")
         axes[0, 0].legend(fontsize=8, loc="lower right", ncol=2)

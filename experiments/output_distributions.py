@@ -95,6 +95,7 @@ def plot(rows: list[dict], points: list[dict], path: Path, source: str) -> Path:
                 ax.text(0.03, 0.95, f"AUC {point['test/auc']:.3f}\noptimum {point['test/auc_optimal']:.3f}",
                         transform=ax.transAxes, va="top", fontsize=8)
                 ax.set_title(f"{signal}, S/sqrt(B) = {snr:g}", fontsize=9)
+                ax.tick_params(labelsize=9)
                 if i == len(signals) - 1:
                     ax.set_xlabel("network output", fontsize=10)
                 if j == 0:

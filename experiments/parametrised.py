@@ -117,13 +117,12 @@ def plot(rows: list[dict], path: Path) -> Path:
                         label="a network per point")
             ax.set_xscale("log")
             ax.set_title(signal, fontsize=11)
+            ax.tick_params(labelsize=10)
         for ax in axes.flat[len(signals):]:
             ax.set_visible(False)
-        for ax in axes[-1]:
-            ax.set_xlabel(r"$S/\sqrt{B}$")
-        for ax in axes[:, 0]:
-            ax.set_ylabel("optimum - network AUC")
-        axes[0, 0].legend(fontsize=8, loc="upper right")
+        fig.supxlabel(r"$S/\sqrt{B}$", fontsize=14)
+        fig.supylabel("optimum - network test AUC", fontsize=14)
+        axes[0, 0].legend(fontsize=8, loc="lower left")
         fig.tight_layout()
         return save(fig, path)
 

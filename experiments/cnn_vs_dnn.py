@@ -1,0 +1,114 @@
+"""Study 4 of the paper: the CNN's AUC over the DNN's against S/sqrt(B).
+
+    python experiments/cnn_vs_dnn.py                      # trains (python train.py experiment=cnn_vs_dnn -m), collects
+    python experiments/cnn_vs_dnn.py --collect-only
+    python experiments/cnn_vs_dnn.py --name cnn_vs_dnn_quick --reference fig7_quick   # minutes (the tests)
+    python experiments/cnn_vs_dnn.py -- trainer=gpu       # extra train.py overrides after --
+
+Training is ``python train.py experiment=NAME -m``: one CNN per (benchmark, S/sqrt(B)) of the config's sweep.
+Collection reads, as ``experiments/grid.py`` does, the newest finished point of every (benchmark, S/sqrt(B)) of
+experiment NAME (the CNNs) and of ``--reference`` (the DNNs of a grid with the same B, data seed and test sets) and
+writes ``experiments/results/NAME/`` (or --out):
+
+- ``cnn_vs_dnn.csv``: signal, snr, cnn (test AUC), dnn (the reference point's, the trimmed mean over its seeds),
+  dnn_std, ratio = cnn / dnn, optimum (+- its bootstrap spread), ratio_optimal = optimum / dnn, both run ids;
+- ``cnn_vs_dnn.png``: the ratio against S/sqrt(B), one colour per benchmark (the optimum's over the DNN dashed);
+
+and logs both as artifacts of a run ``NAME_summary``. Prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from _common import log_summary_run  # noqa: E402
+from grid import collect  # noqa: E402
+from parametrised import train  # noqa: E402
+
+from dmlhc.config import split_overrides  # noqa: E402
+from dmlhc.events.cache import write_csv  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+COLUMNS = ("signal", "snr", "cnn", "dnn", "dnn_std", "ratio", "optimum", "optimum_std", "ratio_optimal", "cnn_run_id",
+           "dnn_run_id")
+
+
+def join(cnns: list[dict], dnns: list[dict]) -> list[dict]:
+    """One row per CNN point that the reference grid has a DNN for."""
+    reference = {(r["signal"], r["snr"]): r for r in dnns}
+    rows = []
+    for c in cnns:
+        d = reference.get((c["signal"], c["snr"]))
+        if d is None:
+            print(f"cnn_vs_dnn: no DNN of {c['signal']} at S/sqrt(B) = {c['snr']:g} in the reference; skipped")
+            continue
+        rows.append({"signal": c["signal"], "snr": c["snr"], "cnn": c["test/auc"], "dnn": d["test/auc"],
+                     "dnn_std": d["test/auc_std"], "ratio": c["test/auc"] / d["test/auc"],
+                     "optimum": c["test/auc_optimal"], "optimum_std": c["test/auc_optimal_std"],
+                     "ratio_optimal": c["test/auc_optimal"] / d["test/auc"], "cnn_run_id": c["run_id"],
+                     "dnn_run_id": d["run_id"]})
+    return rows
+
+
+def plot(rows: list[dict], path: Path, title: str) -> Path:
+    """CNN / DNN against S/sqrt(B), one colour per benchmark; optimum / DNN dashed."""
+    from dmlhc.tracking.plots import hep_label, hep_style, save
+
+    with hep_style():
+        fig, ax = plt.subplots(figsize=(9, 6.5))
+        colours = plt.get_cmap("tab10")
+        for k, signal in enumerate(sorted({r["signal"] for r in rows})):
+            points = [r for r in rows if r["signal"] == signal]
+            snr = [r["snr"] for r in points]
+            ax.plot(snr, [r["ratio"] for r in points], "-o", ms=4, color=colours(k % 10), label=signal)
+            ax.plot(snr, [r["ratio_optimal"] for r in points], "--", lw=1, color=colours(k % 10))
+        ax.axhline(1, color="k", lw=0.8)
+        ax.plot([], [], "k-o", ms=4, label="CNN / DNN")
+        ax.plot([], [], "k--", lw=1, label="optimum / DNN")
+        ax.set_xscale("log")
+        ax.set_xlabel(r"$S/\sqrt{B}$")
+        ax.set_ylabel("AUC / AUC of the DNN")
+        ax.legend(fontsize=10, loc="upper right", title=title, title_fontsize=10)
+        hep_label(ax)
+        return save(fig, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv, overrides = split_overrides(list(sys.argv[1:] if argv is None else argv))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--name", default="cnn_vs_dnn", help="experiment config conf/experiment/NAME.yaml")
+    parser.add_argument("--reference", default="fig7", help="MLflow experiment of the DNNs (a grid)")
+    parser.add_argument("--collect-only", action="store_true", help="do not train; collect what MLflow holds")
+    parser.add_argument("--out", type=Path, help="output folder (default experiments/results/NAME)")
+    args = parser.parse_args(argv)
+    if not (ROOT / "conf" / "experiment" / f"{args.name}.yaml").is_file():
+        parser.error(f"no experiment config conf/experiment/{args.name}.yaml")
+    if not args.collect_only:
+        train(args.name, overrides)
+    rows = join(collect(args.name), collect(args.reference))
+    if not rows:
+        raise SystemExit(f"cnn_vs_dnn: no CNN point of {args.name!r} has a DNN in {args.reference!r}")
+    out = args.out or ROOT / "experiments" / "results" / args.name
+    table = write_csv(rows, COLUMNS, out / "cnn_vs_dnn.csv")
+    figure = plot(rows, out / "cnn_vs_dnn.png", f"{args.name} vs {args.reference}")
+    log_summary_run(args.name, f"{args.name}_summary", [table, figure],
+                    {"min_ratio": min(r["ratio"] for r in rows), "max_ratio": max(r["ratio"] for r in rows),
+                     "points": len(rows)}, {"dmlhc.summary": "cnn_vs_dnn"}, {"reference": args.reference})
+    print(f"{'signal':18s} {'snr':>7s} {'CNN':>7s} {'DNN':>7s} {'ratio':>7s} {'optimum':>7s}")
+    for r in rows:
+        print(f"{r['signal']:18s} {r['snr']:7.3f} {r['cnn']:7.4f} {r['dnn']:7.4f} {r['ratio']:7.4f} "
+              f"{r['optimum']:7.4f}")
+    print(f"cnn_vs_dnn: {len(rows)} points, CNN / DNN from {min(r['ratio'] for r in rows):.4f} to "
+          f"{max(r['ratio'] for r in rows):.4f}; table {table}, figure {figure}")
+    return 0 if all(math.isfinite(r["ratio"]) for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
