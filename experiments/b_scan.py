@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -80,16 +81,20 @@ def plot(rows: list[dict], path: Path, reference_b: int) -> Path:
                 ax.plot(snr, [r["ratio_optimal"] for r in mine], "--", lw=1, color=colour)
             ax.axhline(1, color="k", lw=0.8)
             ax.set_xscale("log")
+            snrs = sorted({r["snr"] for r in rows})
+            ax.set_xticks(snrs, [f"{snr:g}" for snr in snrs])
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.set_title(signal, fontsize=12)
             ax.tick_params(labelsize=11)
         for ax in axes.flat[len(signals):]:
             ax.set_visible(False)
-        fig.supxlabel(r"$S/\sqrt{B}$", fontsize=14)
+        fig.supxlabel(r"$S/\sqrt{B}$", fontsize=14, y=0.06)
         fig.supylabel(f"AUC(B) / AUC(B = {reference_b:,})", fontsize=14)
         axes[0, 0].plot([], [], "k-", label="network")
         axes[0, 0].plot([], [], "k--", lw=1, label="optimum")
-        axes[0, 0].legend(fontsize=8, loc="lower right", ncol=2)
-        fig.tight_layout()
+        fig.tight_layout(rect=(0.02, 0.1, 1, 1))
+        fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="lower center", ncol=len(sizes) + 2, fontsize=10,
+                   bbox_to_anchor=(0.5, 0.0))
         return save(fig, path)
 
 

@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -91,6 +92,9 @@ def plot_auc(rows: list[dict], names: list[str], path: Path) -> Path:
             mine = [r for r in rows if r["class"] == name]
             ax.plot([r["snr"] for r in mine], [r["auc"] for r in mine], "-o", ms=4, color=colours(k % 10), label=name)
         ax.set_xscale("log")
+        snrs = sorted({r["snr"] for r in rows})
+        ax.set_xticks(snrs, [f"{snr:g}" for snr in snrs])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel(r"$S/\sqrt{B}$")
         ax.set_ylabel("one-vs-rest test AUC")
         ax.set_ylim(0.45, 1.01)
@@ -107,8 +111,12 @@ def plot_frequency(rows: list[dict], names: list[str], path: Path) -> Path:
     columns = [*names, "none"]
     short = [n.replace("SM + ", "+") for n in columns]
     with hep_style():
-        fig, axes = plt.subplots(1, len(snrs), figsize=(6.2 * len(snrs), 6), squeeze=False)
-        for ax, snr in zip(axes[0], snrs):
+        n_columns = min(3, len(snrs))
+        n_rows = math.ceil(len(snrs) / n_columns)
+        fig, axes = plt.subplots(n_rows, n_columns, figsize=(6.2 * n_columns, 6 * n_rows), squeeze=False)
+        for ax in axes.flat[len(snrs):]:
+            ax.set_visible(False)
+        for ax, snr in zip(axes.flat, snrs):
             matrix = np.array([[r[f"predicted {c}"] for c in columns] for n in names
                                for r in rows if r["snr"] == snr and r["class"] == n])
             ax.imshow(matrix, vmin=0, vmax=1, cmap="Blues")
@@ -121,7 +129,8 @@ def plot_frequency(rows: list[dict], names: list[str], path: Path) -> Path:
             ax.tick_params(which="minor", left=False, right=False, top=False, bottom=False)
             ax.set_xlabel("predicted (top probability > 2/n)", fontsize=10)
             ax.set_title(f"S/sqrt(B) = {snr:g}", fontsize=11)
-        axes[0, 0].set_ylabel("true class", fontsize=10)
+        for ax in axes[:, 0]:
+            ax.set_ylabel("true class", fontsize=10)
         fig.tight_layout()
         return save(fig, path)
 
