@@ -11,6 +11,8 @@ network), its own early stopping and its own best checkpoint, and scores each on
 own fixed validation and test sets: the same ones a single run of that point draws
 (``data_seed``). Networks that stop leave the stack, so the work follows the networks still
 learning.
+With ``architecture=parametrised_dnn`` the job trains ONE network, told S/sqrt(B), for all the points
+instead (:mod:`dmlhc.parametrised`).
 
 What is shared is work and the background part of the training stream: the event pools,
 binning and the optimum's inputs are built once; every step draws one batch of histograms of
