@@ -1,24 +1,96 @@
-"""What the study scripts under experiments/ share: their summary runs (their tables: dmlhc.events.cache.write_csv)
-and trained runs loaded with the data they were tested on.
+"""What the study scripts under experiments/ share: their command line (``--name/--collect-only/--out`` and
+train.py overrides after ``--``), their trainings (``python train.py experiment=NAME -m``), the newest finished run
+of every key in an MLflow experiment, their summary runs (their tables: dmlhc.events.cache.write_csv) and trained
+runs loaded with the data they were tested on.
 
 Scripts import it as ``from _common import ...`` (Python puts the script's folder first on ``sys.path``).
 """
 
 from __future__ import annotations
 
+import argparse
+import os
+import subprocess
+import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import mlflow
-from omegaconf import OmegaConf
+from hydra import compose, initialize_config_dir
+from mlflow.entities import Run
+from omegaconf import DictConfig, OmegaConf
 
-from dmlhc.config import instantiate, prepare_process
+from dmlhc.config import instantiate, prepare_process, split_overrides
 from dmlhc.data.datamodule import EnsembleDataModule
 from dmlhc.eval import load_model
 from dmlhc.predict import trained_config
 from dmlhc.tracking.store import ensure_experiment, resolve_tracking_uri
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def study_arguments(doc: str, default_name: str, argv: list[str] | None = None,
+                    more: Callable[[argparse.ArgumentParser], None] | None = None,
+                    ) -> tuple[argparse.Namespace, list[str]]:
+    """A study script's arguments and the train.py overrides after ``--``: ``--name`` (an experiment config
+    conf/experiment/NAME.yaml, checked), ``--collect-only``, ``--out`` (default experiments/results/NAME, filled in)
+    and whatever ``more`` adds; the description is the first paragraph of ``doc``."""
+    own, overrides = split_overrides(list(sys.argv[1:] if argv is None else argv))
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--name", default=default_name, help="experiment config conf/experiment/NAME.yaml")
+    parser.add_argument("--collect-only", action="store_true", help="do not train; collect what MLflow holds")
+    parser.add_argument("--out", type=Path, help="output folder (default experiments/results/NAME)")
+    if more is not None:
+        more(parser)
+    args = parser.parse_args(own)
+    if not (ROOT / "conf" / "experiment" / f"{args.name}.yaml").is_file():
+        parser.error(f"no experiment config conf/experiment/{args.name}.yaml")
+    args.out = args.out or ROOT / "experiments" / "results" / args.name
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    return args, overrides
+
+
+def composed(name: str, overrides: Sequence[str] = ()) -> DictConfig:
+    """train.py's config of experiment ``name`` with ``overrides`` (its ``study`` key: a study script's settings)."""
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        return compose("train", overrides=[f"experiment={name}", *overrides])
+
+
+def train(name: str, overrides: Sequence[str]) -> None:
+    """Every job of conf/experiment/NAME.yaml: one ``python train.py experiment=NAME <overrides> -m`` process."""
+    command = [sys.executable, str(ROOT / "train.py"), f"experiment={name}", *overrides, "-m"]
+    print("+", " ".join(command), flush=True)
+    subprocess.run(command, check=True)
+
+
+def newest_runs(experiment: str, by: Sequence[str], where: str = "", needs: str = "test/auc") -> list[Run]:
+    """The newest finished run of every value of the params ``by`` in MLflow experiment ``experiment``, in the
+    order of their values: runs that also match the MLflow filter ``where`` and have the metric (or the
+    ``test/auc/...`` family, for a prefix ending in '/') ``needs``; runs lacking a param of ``by`` are skipped."""
+    client = mlflow.MlflowClient(resolve_tracking_uri())
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        raise SystemExit(f"no MLflow experiment {experiment!r} at {resolve_tracking_uri()}; train it first "
+                         f"(python train.py experiment={experiment} -m, or the study's script)")
+    query = "attributes.status = 'FINISHED'" + (f" and {where}" if where else "")
+    newest: dict[tuple[str, ...], Run] = {}
+    for run in client.search_runs([found.experiment_id], query, order_by=["attributes.start_time DESC"],
+                                  max_results=50000):
+        params, metrics = run.data.params, run.data.metrics
+        has_metric = any(k.startswith(needs) for k in metrics) if needs.endswith("/") else needs in metrics
+        if has_metric and all(k in params for k in by):
+            newest.setdefault(tuple(params[k] for k in by), run)  # the first seen is the newest
+    return [newest[key] for key in sorted(newest, key=lambda values: tuple(map(_in_order, values)))]
+
+
+def _in_order(value: str) -> tuple[int, float, str]:
+    """Numbers by value (before other strings), other strings alphabetically."""
+    try:
+        return 0, float(value), ""
+    except ValueError:
+        return 1, 0.0, value
 
 
 def log_summary_run(experiment: str, name: str, artifacts: Sequence[Path], metrics: Mapping[str, float],

@@ -20,7 +20,6 @@ ratio from 1.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from pathlib import Path
@@ -30,14 +29,12 @@ import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from _common import log_summary_run  # noqa: E402
-from parametrised import newest_runs, points, train  # noqa: E402
+from _common import log_summary_run, study_arguments, train  # noqa: E402
+from parametrised import parametrised_runs, points  # noqa: E402
 
-from dmlhc.config import split_overrides  # noqa: E402
 from dmlhc.data.ensembles import n_signal_events  # noqa: E402
 from dmlhc.events.cache import write_csv  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ("signal", "n_background", "snr", "n_signal", "snr_actual", "test/auc", "test/auc_optimal",
            "test/auc_optimal_std", "ratio", "ratio_optimal", "run_id")
 
@@ -45,7 +42,7 @@ COLUMNS = ("signal", "n_background", "snr", "n_signal", "snr_actual", "test/auc"
 def collect(experiment: str, reference_b: int) -> list[dict]:
     """One row per (benchmark, B, S/sqrt(B)) of the newest runs, with the ratios to B = ``reference_b``."""
     rows = []
-    for run in newest_runs(experiment, by=("signal", "n_background")):
+    for run in parametrised_runs(experiment, ("signal", "n_background")):
         n_background = int(run.data.params["n_background"])
         for snr, (auc, optimum, spread) in points(run).items():
             n_signal = n_signal_events(n_background, snr)
@@ -99,24 +96,18 @@ def plot(rows: list[dict], path: Path, reference_b: int) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv, overrides = split_overrides(list(sys.argv[1:] if argv is None else argv))
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--name", default="b_scan", help="experiment config conf/experiment/NAME.yaml")
-    parser.add_argument("--reference-b", type=int, default=50_000, help="the B the ratios divide by (default 50000)")
-    parser.add_argument("--collect-only", action="store_true", help="do not train; collect what MLflow holds")
-    parser.add_argument("--out", type=Path, help="output folder (default experiments/results/NAME)")
-    args = parser.parse_args(argv)
-    if not (ROOT / "conf" / "experiment" / f"{args.name}.yaml").is_file():
-        parser.error(f"no experiment config conf/experiment/{args.name}.yaml")
+    def more(parser):
+        parser.add_argument("--reference-b", type=int, default=50_000, help="the B the ratios divide by")
+
+    args, overrides = study_arguments(__doc__, "b_scan", argv, more)
     if not args.collect_only:
         train(args.name, overrides)
     rows = collect(args.name, args.reference_b)
     if not any(r["n_background"] == args.reference_b for r in rows):
         raise SystemExit(f"b_scan: no run of experiment {args.name!r} at B = {args.reference_b} to divide by; "
                          f"give --reference-b one of {sorted({r['n_background'] for r in rows})}")
-    out = args.out or ROOT / "experiments" / "results" / args.name
-    table = write_csv(rows, COLUMNS, out / "b_scan.csv")
-    figure = plot(rows, out / "b_scan.png", args.reference_b)
+    table = write_csv(rows, COLUMNS, args.out / "b_scan.csv")
+    figure = plot(rows, args.out / "b_scan.png", args.reference_b)
     departures = {size: max(abs(r["ratio"] - 1) for r in rows if r["n_background"] == size)
                   for size in sorted({r["n_background"] for r in rows})}
     log_summary_run(args.name, f"{args.name}_summary", [table, figure],

@@ -19,7 +19,6 @@ and logs both as artifacts of a run ``NAME_summary``. Prints the table.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from pathlib import Path
@@ -28,14 +27,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from _common import log_summary_run  # noqa: E402
+from _common import log_summary_run, study_arguments, train  # noqa: E402
 from grid import collect  # noqa: E402
-from parametrised import train  # noqa: E402
 
-from dmlhc.config import split_overrides  # noqa: E402
 from dmlhc.events.cache import write_csv  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ("signal", "snr", "cnn", "dnn", "dnn_std", "ratio", "optimum", "optimum_std", "ratio_optimal", "cnn_run_id",
            "dnn_run_id")
 
@@ -81,21 +77,16 @@ def plot(rows: list[dict], path: Path, title: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv, overrides = split_overrides(list(sys.argv[1:] if argv is None else argv))
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--name", default="cnn_vs_dnn", help="experiment config conf/experiment/NAME.yaml")
-    parser.add_argument("--reference", default="fig7", help="MLflow experiment of the DNNs (a grid)")
-    parser.add_argument("--collect-only", action="store_true", help="do not train; collect what MLflow holds")
-    parser.add_argument("--out", type=Path, help="output folder (default experiments/results/NAME)")
-    args = parser.parse_args(argv)
-    if not (ROOT / "conf" / "experiment" / f"{args.name}.yaml").is_file():
-        parser.error(f"no experiment config conf/experiment/{args.name}.yaml")
+    def more(parser):
+        parser.add_argument("--reference", default="fig7", help="MLflow experiment of the DNNs (a grid)")
+
+    args, overrides = study_arguments(__doc__, "cnn_vs_dnn", argv, more)
     if not args.collect_only:
         train(args.name, overrides)
     rows = join(collect(args.name), collect(args.reference))
     if not rows:
         raise SystemExit(f"cnn_vs_dnn: no CNN point of {args.name!r} has a DNN in {args.reference!r}")
-    out = args.out or ROOT / "experiments" / "results" / args.name
+    out = args.out
     table = write_csv(rows, COLUMNS, out / "cnn_vs_dnn.csv")
     figure = plot(rows, out / "cnn_vs_dnn.png", f"{args.name} vs {args.reference}")
     log_summary_run(args.name, f"{args.name}_summary", [table, figure],

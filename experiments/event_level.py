@@ -18,8 +18,6 @@ and logs both as artifacts of a run ``NAME_summary``. Prints the table.
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -27,34 +25,14 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import mlflow  # noqa: E402
 import torch  # noqa: E402
-from _common import log_summary_run, trained_run  # noqa: E402
-from parametrised import train  # noqa: E402
+from _common import log_summary_run, newest_runs, study_arguments, train, trained_run  # noqa: E402
 from torchmetrics.functional.classification import binary_auroc, binary_roc  # noqa: E402
 
-from dmlhc.config import split_overrides  # noqa: E402
 from dmlhc.events.cache import write_csv  # noqa: E402
-from dmlhc.tracking.store import resolve_tracking_uri as tracking_uri  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ("signal", "test/auc", "test/auc_run", "test/auc_optimal", "test/auc_optimal_std", "test_events", "epochs",
            "run_id")
-
-
-def newest_runs(experiment: str) -> list:
-    """The newest finished run of every benchmark of ``experiment``."""
-    client = mlflow.MlflowClient(tracking_uri())
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        raise SystemExit(f"event_level: no MLflow experiment {experiment!r} at {tracking_uri()}; train it first "
-                         f"(python experiments/event_level.py --name {experiment})")
-    newest: dict[str, object] = {}
-    for run in client.search_runs([found.experiment_id], "attributes.status = 'FINISHED'",
-                                  order_by=["attributes.start_time DESC"]):
-        if "test/auc" in run.data.metrics and "signal" in run.data.params:
-            newest.setdefault(run.data.params["signal"], run)
-    return [newest[k] for k in sorted(newest)]
 
 
 def scores_of(run) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,19 +62,11 @@ def plot(curves: dict[str, tuple[torch.Tensor, torch.Tensor, float]], path: Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv, overrides = split_overrides(list(sys.argv[1:] if argv is None else argv))
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--name", default="event_level", help="experiment config conf/experiment/NAME.yaml")
-    parser.add_argument("--collect-only", action="store_true", help="do not train; collect what MLflow holds")
-    parser.add_argument("--out", type=Path, help="output folder (default experiments/results/NAME)")
-    args = parser.parse_args(argv)
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    if not (ROOT / "conf" / "experiment" / f"{args.name}.yaml").is_file():
-        parser.error(f"no experiment config conf/experiment/{args.name}.yaml")
+    args, overrides = study_arguments(__doc__, "event_level", argv)
     if not args.collect_only:
         train(args.name, overrides)
     rows, curves = [], {}
-    for run in newest_runs(args.name):
+    for run in newest_runs(args.name, ("signal",)):
         scores, labels = scores_of(run)
         signal, metrics = run.data.params["signal"], run.data.metrics
         auc = float(binary_auroc(scores, labels))
@@ -112,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{rows[-1]['test/auc_optimal']:.4f}", flush=True)
     if not rows:
         raise SystemExit(f"event_level: experiment {args.name!r} has no finished run with test/auc")
-    out = args.out or ROOT / "experiments" / "results" / args.name
+    out = args.out
     table = write_csv(rows, COLUMNS, out / "event_level.csv")
     figure = plot(curves, out / "event_level.png", f"{args.name}: event-by-event DNN (AUC)")
     log_summary_run(args.name, f"{args.name}_summary", [table, figure],

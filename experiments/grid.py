@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import subprocess
 import sys
 from pathlib import Path
 
@@ -35,22 +34,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import mlflow  # noqa: E402
-from _common import log_summary_run  # noqa: E402
+from _common import ROOT, log_summary_run, train  # noqa: E402
 
 from dmlhc.config import split_overrides  # noqa: E402
 from dmlhc.events.cache import write_csv  # noqa: E402
 from dmlhc.tracking.store import resolve_tracking_uri as tracking_uri  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ("signal", "snr", "test/auc", "test/auc_std", "repeats", "test/auc_optimal", "test/auc_optimal_std", "gap",
            "epochs", "run_id")
-
-
-def train_grid(name: str, overrides: list[str]) -> None:
-    """All points of conf/experiment/NAME.yaml, one ``python train.py -m`` process."""
-    command = [sys.executable, str(ROOT / "train.py"), f"experiment={name}", *overrides, "-m"]
-    print("+", " ".join(command), flush=True)
-    subprocess.run(command, check=True)
 
 
 def collect(experiment: str) -> list[dict]:
@@ -133,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (ROOT / "conf" / "experiment" / f"{args.name}.yaml").is_file():
         parser.error(f"no experiment config conf/experiment/{args.name}.yaml")
     if not args.collect_only:
-        train_grid(args.name, overrides)
+        train(args.name, overrides)
     rows = collect(args.name)
     if not rows:
         raise SystemExit(f"grid: experiment {args.name!r} has no finished runs with test/auc")

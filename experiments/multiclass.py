@@ -20,9 +20,7 @@ and logs them as artifacts of a run ``NAME_summary``. Prints the table.
 
 from __future__ import annotations
 
-import argparse
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -31,34 +29,13 @@ import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _common import log_summary_run, trained_run  # noqa: E402
-from parametrised import train  # noqa: E402
+from _common import log_summary_run, newest_runs, study_arguments, train, trained_run  # noqa: E402
 from torchmetrics.functional.classification import binary_auroc  # noqa: E402
 
-from dmlhc.config import split_overrides  # noqa: E402
 from dmlhc.events.cache import write_csv  # noqa: E402
 from dmlhc.tracking.plots import class_names, prediction_frequency  # noqa: E402
-from dmlhc.tracking.store import resolve_tracking_uri as tracking_uri  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def newest_runs(experiment: str) -> list:
-    """The newest finished multiclass run of every S/sqrt(B) of ``experiment``, by S/sqrt(B)."""
-    client = mlflow.MlflowClient(tracking_uri())
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        raise SystemExit(f"multiclass: no MLflow experiment {experiment!r} at {tracking_uri()}; train it first "
-                         f"(python experiments/multiclass.py --name {experiment})")
-    newest: dict[float, object] = {}
-    for run in client.search_runs([found.experiment_id], "attributes.status = 'FINISHED' and params.task = "
-                                  "'multiclass'", order_by=["attributes.start_time DESC"]):
-        if "test/auc" in run.data.metrics:
-            newest.setdefault(float(run.data.params["snr"]), run)
-    return [newest[k] for k in sorted(newest)]
 
 
 def point_rows(run) -> tuple[list[dict], list[str]]:
@@ -136,27 +113,19 @@ def plot_frequency(rows: list[dict], names: list[str], path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv, overrides = split_overrides(list(sys.argv[1:] if argv is None else argv))
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--name", default="multiclass", help="experiment config conf/experiment/NAME.yaml")
-    parser.add_argument("--collect-only", action="store_true", help="do not train; collect what MLflow holds")
-    parser.add_argument("--out", type=Path, help="output folder (default experiments/results/NAME)")
-    args = parser.parse_args(argv)
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    if not (ROOT / "conf" / "experiment" / f"{args.name}.yaml").is_file():
-        parser.error(f"no experiment config conf/experiment/{args.name}.yaml")
+    args, overrides = study_arguments(__doc__, "multiclass", argv)
     if not args.collect_only:
         train(args.name, overrides)
     rows: list[dict] = []
     names: list[str] = []
-    for run in newest_runs(args.name):
+    for run in newest_runs(args.name, ("snr",), "params.task = 'multiclass'"):
         point, names = point_rows(run)
         rows += point
         print(f"multiclass: S/sqrt(B) = {point[0]['snr']:g}: one-vs-rest AUC "
               + ", ".join(f"{r['class']} {r['auc']:.3f}" for r in point), flush=True)
     if not rows:
         raise SystemExit(f"multiclass: experiment {args.name!r} has no finished multiclass run")
-    out = args.out or ROOT / "experiments" / "results" / args.name
+    out = args.out
     columns = ("snr", "class", "auc", "auc_run", *(f"predicted {n}" for n in [*names, "none"]), "run_id")
     table = write_csv(rows, columns, out / "multiclass.csv")
     figures = [plot_auc(rows, names, out / "auc_vs_snr.png"),

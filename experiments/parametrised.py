@@ -20,51 +20,27 @@ and logs both as artifacts of a summary run ``NAME_summary`` (largest gaps as me
 
 from __future__ import annotations
 
-import argparse
 import math
-import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import mlflow  # noqa: E402
-from _common import log_summary_run  # noqa: E402
+from _common import log_summary_run, newest_runs, study_arguments, train  # noqa: E402
 from grid import collect as collect_grid  # noqa: E402
 
-from dmlhc.config import split_overrides  # noqa: E402
 from dmlhc.events.cache import write_csv  # noqa: E402
-from dmlhc.tracking.store import resolve_tracking_uri as tracking_uri  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ("signal", "snr", "parametrised", "per_point", "per_point_std", "repeats", "optimum", "optimum_std",
            "gap_parametrised", "gap_per_point", "parametrised_run_id", "per_point_run_id")
 TARGET = 0.005  # issue 12: within this of the optimum at every point
 
 
-def train(name: str, overrides: list[str]) -> None:
-    """Every benchmark of conf/experiment/NAME.yaml, one ``python train.py -m`` process."""
-    command = [sys.executable, str(ROOT / "train.py"), f"experiment={name}", *overrides, "-m"]
-    print("+", " ".join(command), flush=True)
-    subprocess.run(command, check=True)
-
-
-def newest_runs(experiment: str, by: tuple[str, ...] = ("signal",)) -> list:
-    """The newest finished parametrised run of every value of the params ``by`` in MLflow experiment ``experiment``."""
-    client = mlflow.MlflowClient(tracking_uri())
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        raise SystemExit(f"parametrised: no MLflow experiment {experiment!r} at {tracking_uri()}; train it first "
-                         f"(python train.py experiment={experiment} -m)")
-    runs = client.search_runs([found.experiment_id], "attributes.status = 'FINISHED' and "
-                              "tags.`dmlhc.parametrised` = 'true'", order_by=["attributes.start_time DESC"])
-    newest: dict[tuple[str, ...], Any] = {}
-    for run in runs:
-        newest.setdefault(tuple(run.data.params[k] for k in by), run)  # the first seen is the newest
-    return list(newest.values())
+def parametrised_runs(experiment: str, by: tuple[str, ...]) -> list:
+    """The newest finished parametrised run of every value of the params ``by`` in ``experiment``."""
+    return newest_runs(experiment, by, "tags.`dmlhc.parametrised` = 'true'", needs="test/auc/")
 
 
 def points(run) -> dict[float, tuple[float, float, float]]:
@@ -78,7 +54,7 @@ def collect_parametrised(experiment: str) -> dict[tuple[str, float], tuple[float
     """(signal, snr) -> (network AUC, optimum, optimum spread, run id) of the newest finished parametrised run of
     every benchmark in ``experiment``."""
     return {(run.data.params["signal"], snr): (*values, run.info.run_id)
-            for run in newest_runs(experiment) for snr, values in points(run).items()}
+            for run in parametrised_runs(experiment, ("signal",)) for snr, values in points(run).items()}
 
 
 def join(parametrised: dict, per_point: list[dict]) -> list[dict]:
@@ -128,23 +104,17 @@ def plot(rows: list[dict], path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv, overrides = split_overrides(list(sys.argv[1:] if argv is None else argv))
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--name", default="parametrised", help="experiment config conf/experiment/NAME.yaml")
-    parser.add_argument("--reference", default="fig7", help="MLflow experiment of the per-point networks")
-    parser.add_argument("--collect-only", action="store_true", help="do not train; collect what MLflow holds")
-    parser.add_argument("--out", type=Path, help="output folder (default experiments/results/NAME)")
-    args = parser.parse_args(argv)
-    if not (ROOT / "conf" / "experiment" / f"{args.name}.yaml").is_file():
-        parser.error(f"no experiment config conf/experiment/{args.name}.yaml")
+    def more(parser):
+        parser.add_argument("--reference", default="fig7", help="MLflow experiment of the per-point networks")
+
+    args, overrides = study_arguments(__doc__, "parametrised", argv, more)
     if not args.collect_only:
         train(args.name, overrides)
     rows = join(collect_parametrised(args.name), collect_grid(args.reference))
     if not rows:
         raise SystemExit(f"parametrised: experiment {args.name!r} has no finished parametrised runs")
-    out = args.out or ROOT / "experiments" / "results" / args.name
-    table = write_csv(rows, COLUMNS, out / "parametrised.csv")
-    figure = plot(rows, out / "parametrised.png")
+    table = write_csv(rows, COLUMNS, args.out / "parametrised.csv")
+    figure = plot(rows, args.out / "parametrised.png")
     largest = {key: max(r[key] for r in rows if not math.isnan(r[key])) for key in ("gap_parametrised", "gap_per_point")
                if any(not math.isnan(r[key]) for r in rows)}
     log_summary_run(args.name, f"{args.name}_summary", [table, figure], largest | {"points": len(rows)},

@@ -63,6 +63,13 @@ class TrainedGrid:
     out: Path
     process: subprocess.CompletedProcess
 
+    def job_folder(self, study: str) -> Path:
+        """A folder of ``study``'s own beside the grid's (made), to run its jobs in: a study's multirun there
+        leaves the grid's outputs (its one multirun table) alone."""
+        path = self.folder / f"{study}_job"
+        path.mkdir(exist_ok=True)
+        return path
+
 
 @pytest.fixture(scope="session")
 def quick_grid(tmp_path_factory, session_cache) -> TrainedGrid:

@@ -14,19 +14,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _own_folder(path: Path) -> Path:
-    """A folder of the study's own beside the quick grid's, so its multirun leaves that grid's outputs alone."""
-    path.mkdir(exist_ok=True)
-    return path
-
-
 @pytest.mark.pythia
 def test_the_quick_cnn_study_sets_each_cnn_beside_the_dnn_of_its_point(quick_grid, session_cache):
     assert quick_grid.process.returncode == 0, quick_grid.process.stderr[-3000:]
     out = quick_grid.folder / "cnn_vs_dnn"
     process = subprocess.run([sys.executable, str(ROOT / "experiments" / "cnn_vs_dnn.py"), "--name",
                               "cnn_vs_dnn_quick", "--reference", "fig7_quick", "--out", str(out)],
-                             cwd=_own_folder(quick_grid.folder / "cnn_vs_dnn_job"), capture_output=True, text=True,
+                             cwd=quick_grid.job_folder("cnn_vs_dnn"), capture_output=True, text=True,
                              env={**os.environ, "MLFLOW_TRACKING_URI": quick_grid.store,
                                   "DMLHC_CACHE": str(session_cache)})
     assert process.returncode == 0, process.stderr[-3000:]

@@ -24,12 +24,6 @@ from dmlhc.models.classifier import Classifier
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _own_folder(path: Path) -> Path:
-    """A folder of the study's own beside the quick grid's, so its multirun leaves that grid's outputs alone."""
-    path.mkdir(exist_ok=True)
-    return path
-
-
 def test_the_network_is_told_s_over_sqrt_b():
     torch.manual_seed(0)
     net = ParametrisedDNN((6, 5), dropout=0.0).eval()
@@ -60,7 +54,7 @@ def parametrised_quick(quick_grid, session_cache):
     out = quick_grid.folder / "parametrised"
     process = subprocess.run([sys.executable, str(ROOT / "experiments" / "parametrised.py"), "--name",
                               "parametrised_quick", "--reference", "fig7_quick", "--out", str(out)],
-                             cwd=_own_folder(quick_grid.folder / "parametrised_job"), capture_output=True, text=True,
+                             cwd=quick_grid.job_folder("parametrised"), capture_output=True, text=True,
                              env={**os.environ, "MLFLOW_TRACKING_URI": quick_grid.store,
                                   "DMLHC_CACHE": str(session_cache)})
     assert quick_grid.process.returncode == 0, quick_grid.process.stderr[-3000:]
