@@ -2,6 +2,7 @@
 
     python experiments/transfer.py wrong_snr --source fig7                    # every network at S/sqrt(B) 0.224, 2.236
     python experiments/transfer.py wrong_snr --source fig7 --test-snr 0.447 --signals alp,spin2_onshell
+    python experiments/transfer.py wrong_snr --source fig7 --train-snr 0.112,1.118,4.47   # only these networks
     python experiments/transfer.py wrong_model --source fig7                  # every model's network on every model
     python experiments/transfer.py wrong_model --source fig7 --snr 1.118 --signals spin0_onshell,spin2_onshell
     python experiments/transfer.py wrong_snr --source fig7 --collect-only     # only collect what MLflow holds
@@ -127,11 +128,13 @@ def source_networks(experiment: str, seed: int) -> list[Network]:
 
 
 def planned_tests(study: str, networks: Sequence[Network], signals: Sequence[str] | None,
-                  snrs: Sequence[float]) -> list[Test]:
-    """wrong_snr: every network (of ``signals``) on its own benchmark at every S/sqrt(B) of ``snrs``; wrong_model:
+                  snrs: Sequence[float], train_snrs: Sequence[float] | None = None) -> list[Test]:
+    """wrong_snr: every network (of ``signals``, trained at one of ``train_snrs``: default any) on its own benchmark
+    at every S/sqrt(B) of ``snrs``; wrong_model:
     every network of ``signals`` trained at an S/sqrt(B) of ``snrs`` on every benchmark of ``signals`` there."""
     chosen = [n for n in networks if signals is None or n.signal in signals]
     if study == "wrong_snr":
+        chosen = [n for n in chosen if train_snrs is None or any(same_snr(n.snr, s) for s in train_snrs)]
         return [Test(n, n.signal, snr) for snr in snrs for n in chosen]
     models = list(signals) if signals is not None else sorted({n.signal for n in networks})
     for snr in snrs:
@@ -300,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source", required=True, help="the MLflow experiment of the trained networks (fig7, ...)")
     parser.add_argument("--test-snr", type=float_list, default=[0.224, 2.236],
                         help="wrong_snr: the S/sqrt(B) values to test at (default 0.224,2.236)")
+    parser.add_argument("--train-snr", type=float_list,
+                        help="wrong_snr: only the networks trained at these S/sqrt(B) values (default: all)")
     parser.add_argument("--snr", type=float_list, default=[0.447, 1.118],
                         help="wrong_model: the S/sqrt(B) values to train and test at (default 0.447,1.118)")
     parser.add_argument("--signals", type=name_list, help="benchmarks (default: all of the source's)")
@@ -308,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="output folder (default experiments/results/STUDY)")
     args = parser.parse_args(argv)
     networks = source_networks(args.source, args.seed)
-    tests = planned_tests(args.study, networks, args.signals, args.test_snr if args.study == "wrong_snr" else args.snr)
+    tests = planned_tests(args.study, networks, args.signals, args.test_snr if args.study == "wrong_snr" else args.snr,
+                          args.train_snr)
     if not tests:
         raise SystemExit(f"transfer: {args.source!r} has no finished network of the chosen signals and S/sqrt(B)")
     if not args.collect_only:

@@ -87,3 +87,16 @@ def test_wrong_model_tests_every_network_on_every_model(quick_grid, tmp_path):
                                                                f"{r['test_signal']}_snr1.118")
     optima = {r["test_signal"]: r["test/auc_optimal"] for r in rows}
     assert optima[SIGNALS[0]] != optima[SIGNALS[1]]
+
+
+def test_wrong_snr_can_test_only_the_networks_of_some_training_points():
+    sys.path.insert(0, str(ROOT / "experiments"))
+    from transfer import Network, planned_tests
+
+    networks = [Network(signal, snr, 1, f"{signal}{snr}", 0.6, 0.6) for signal in SIGNALS for snr in (0.447, 1.118)]
+    every = planned_tests("wrong_snr", networks, None, [0.224])
+    assert [(t.network.signal, t.network.snr, t.snr) for t in every] == [
+        (signal, snr, 0.224) for signal in SIGNALS for snr in (0.447, 1.118)]
+    some = planned_tests("wrong_snr", networks, ["spin2_onshell"], [0.224, 2.236], train_snrs=[1.118])
+    assert [(t.network.signal, t.network.snr, t.snr) for t in some] == [("spin2_onshell", 1.118, 0.224),
+                                                                        ("spin2_onshell", 1.118, 2.236)]
