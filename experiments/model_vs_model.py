@@ -11,7 +11,7 @@ single-run trainer: the grid trainer trains SM-only against SM + signal); a pair
 run in the MLflow experiment NAME is not trained again. Collection writes ``experiments/results/NAME/`` (or
 ``--out``): ``model_vs_model.csv`` (signal, other, snr, test/auc, test/auc_optimal +- its bootstrap spread, gap,
 epochs, run_id) and ``model_vs_model.png`` (AUC against S/sqrt(B), one colour per pair, network solid, optimum
-dashed), logged as artifacts of a run ``NAME_summary``. Prints the table.
+dashed: experiments/grid.py's figure), logged as artifacts of a run ``NAME_summary``. Prints the table.
 """
 
 from __future__ import annotations
@@ -19,13 +19,9 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 from _common import ROOT, composed, log_summary_run, newest_runs, study_arguments  # noqa: E402
+from grid import plot  # noqa: E402
 
 from dmlhc.events.cache import write_csv  # noqa: E402
 
@@ -71,30 +67,6 @@ def collect(name: str, pairs: list[tuple[str, str]], snrs: list[float]) -> list[
     return rows
 
 
-def plot(rows: list[dict], path: Path, title: str) -> Path:
-    """AUC against S/sqrt(B), one colour per pair: network solid, optimum dashed."""
-    from dmlhc.tracking.plots import hep_label, hep_style, save
-
-    with hep_style():
-        fig, ax = plt.subplots(figsize=(9, 6.5))
-        colours = plt.get_cmap("tab10")
-        pairs = list(dict.fromkeys((r["signal"], r["other"]) for r in rows))
-        for k, (signal, other) in enumerate(pairs):
-            mine = [r for r in rows if (r["signal"], r["other"]) == (signal, other)]
-            snr = [r["snr"] for r in mine]
-            ax.plot(snr, [r["test/auc"] for r in mine], "-o", ms=4, color=colours(k % 10), label=f"{signal} vs {other}")
-            ax.plot(snr, [r["test/auc_optimal"] for r in mine], "--", lw=1, color=colours(k % 10))
-        ax.plot([], [], "k-o", ms=4, label="network")
-        ax.plot([], [], "k--", lw=1, label="optimum (likelihood ratio)")
-        ax.set_xscale("log")
-        ax.set_xlabel(r"$S/\sqrt{B}$")
-        ax.set_ylabel("test AUC (SM + A against SM + B)")
-        ax.set_ylim(0.48, 1.01)
-        ax.legend(fontsize=10, loc="upper left", title=title, title_fontsize=10)
-        hep_label(ax)
-        return save(fig, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     args, extra = study_arguments(__doc__, "model_vs_model", argv)
     study = composed(args.name).study
@@ -106,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     if not rows:
         raise SystemExit(f"model_vs_model: experiment {args.name!r} has no finished run of these pairs")
     table = write_csv(rows, COLUMNS, args.out / "model_vs_model.csv")
-    figure = plot(rows, args.out / "model_vs_model.png", f"{args.name}: which of two models?")
+    curves = [r | {"signal": f"{r['signal']} vs {r['other']}", "test/auc_std": math.nan} for r in rows]
+    figure = plot(curves, args.out / "model_vs_model.png", f"{args.name}: SM + A (1) vs SM + B (0)")
     log_summary_run(args.name, f"{args.name}_summary", [table, figure],
                     {"max_gap": max(r["gap"] for r in rows), "points": len(rows)}, {"dmlhc.summary": "model_vs_model"})
     print(f"{'signal':16s} {'other':16s} {'snr':>6s} {'network':>8s} {'optimum':>8s} {'gap':>7s}")

@@ -53,6 +53,28 @@ def test_cache(session_cache, monkeypatch):
     return session_cache
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_script(script: str, *arguments: str, cwd: Path, store: str, cache: Path | None = None
+               ) -> subprocess.CompletedProcess:
+    """``python SCRIPT ARGUMENTS`` (a path below the repository: ``experiments/b_scan.py``, ``train.py``) in ``cwd``,
+    against the MLflow store ``store`` and the sample cache ``cache``; its output captured."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store} | ({"DMLHC_CACHE": str(cache)} if cache else {})
+    return subprocess.run([sys.executable, str(ROOT / script), *arguments], cwd=cwd, env=env, capture_output=True,
+                          text=True)
+
+
+@pytest.fixture
+def own_store(tmp_path, session_cache):
+    """Runs a script (:func:`run_script`) in ``tmp_path`` with a SQLite store there and the session's cache."""
+    def run(script: str, *arguments: str) -> subprocess.CompletedProcess:
+        return run_script(script, *arguments, cwd=tmp_path, store=f"sqlite:///{tmp_path / 'mlflow.db'}",
+                          cache=session_cache)
+
+    return run
+
+
 @dataclass(frozen=True)
 class TrainedGrid:
     """A grid trained by ``experiments/grid.py``: the folder it ran in, its MLflow store, its results folder and
@@ -62,6 +84,7 @@ class TrainedGrid:
     store: str
     out: Path
     process: subprocess.CompletedProcess
+    cache: Path
 
     def job_folder(self, study: str) -> Path:
         """A folder of ``study``'s own beside the grid's (made), to run its jobs in: a study's multirun there
@@ -70,6 +93,10 @@ class TrainedGrid:
         path.mkdir(exist_ok=True)
         return path
 
+    def run(self, study: str, script: str, *arguments: str) -> subprocess.CompletedProcess:
+        """``python SCRIPT ARGUMENTS`` (:func:`run_script`) in ``study``'s job folder, on the grid's store."""
+        return run_script(script, *arguments, cwd=self.job_folder(study), store=self.store, cache=self.cache)
+
 
 @pytest.fixture(scope="session")
 def quick_grid(tmp_path_factory, session_cache) -> TrainedGrid:
@@ -77,8 +104,6 @@ def quick_grid(tmp_path_factory, session_cache) -> TrainedGrid:
     of its own; the tests of the grid and of the studies on its networks share it."""
     folder = tmp_path_factory.mktemp("fig7_quick")
     store, out = f"sqlite:///{folder / 'mlflow.db'}", folder / "results"
-    script = Path(__file__).resolve().parents[1] / "experiments" / "grid.py"
-    process = subprocess.run([sys.executable, str(script), "fig7_quick", "--out", str(out)], cwd=folder,
-                             env={**os.environ, "MLFLOW_TRACKING_URI": store, "DMLHC_CACHE": str(session_cache)},
-                             capture_output=True, text=True)
-    return TrainedGrid(folder, store, out, process)
+    process = run_script("experiments/grid.py", "fig7_quick", "--out", str(out), cwd=folder, store=store,
+                         cache=session_cache)
+    return TrainedGrid(folder, store, out, process, session_cache)

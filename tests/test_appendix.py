@@ -5,9 +5,7 @@ own), shares the default job among the scans, scales B and S with the pT cut, an
 from __future__ import annotations
 
 import csv
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,16 +13,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def appendix(folder: Path, cache: Path, *arguments: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "experiments" / "appendix.py"), "--name", "appendix_quick",
-                           "--out", str(folder / "results"), *arguments], cwd=folder, capture_output=True, text=True,
-                          env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
-                               "DMLHC_CACHE": str(cache)})
-
-
 @pytest.mark.pythia
-def test_the_quick_appendix_scans_tabulate_each_setting_beside_the_optimum(tmp_path, session_cache):
-    process = appendix(tmp_path, session_cache)
+def test_the_quick_appendix_scans_tabulate_each_setting_beside_the_optimum(tmp_path, own_store):
+    def appendix() -> subprocess.CompletedProcess:
+        return own_store("experiments/appendix.py", "--name", "appendix_quick", "--out", str(tmp_path / "results"))
+
+    process = appendix()
     assert process.returncode == 0, process.stderr[-3000:]
     assert process.stdout.count("appendix: job ") == 6  # 8 settings, the default shared by three scans
     with open(tmp_path / "results" / "appendix.csv") as table:
@@ -51,7 +45,7 @@ def test_the_quick_appendix_scans_tabulate_each_setting_beside_the_optimum(tmp_p
         assert float(run[scan, variant, "0.447"]["test/auc"]) < float(run[scan, variant, "1.118"]["test/auc"])
     assert (tmp_path / "results" / "appendix.png").stat().st_size > 10_000
 
-    again = appendix(tmp_path, session_cache)  # every job in MLflow: nothing trained, the same table
+    again = appendix()  # every job in MLflow: nothing trained, the same table
     assert again.returncode == 0, again.stderr[-3000:]
     assert "appendix: job " not in again.stdout
     with open(tmp_path / "results" / "appendix.csv") as table:

@@ -5,9 +5,6 @@ draws them."""
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,12 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.pythia
-def test_the_quick_b_scan_tabulates_auc_ratios_to_the_reference_b(tmp_path, session_cache):
+def test_the_quick_b_scan_tabulates_auc_ratios_to_the_reference_b(tmp_path, own_store):
     out = tmp_path / "results"
-    process = subprocess.run([sys.executable, str(ROOT / "experiments" / "b_scan.py"), "--name", "b_scan_quick",
-                              "--reference-b", "2000", "--out", str(out)], cwd=tmp_path, capture_output=True, text=True,
-                             env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-                                  "DMLHC_CACHE": str(session_cache)})
+    process = own_store("experiments/b_scan.py", "--name", "b_scan_quick", "--reference-b", "2000", "--out", str(out))
     assert process.returncode == 0, process.stderr[-3000:]
     with open(out / "b_scan.csv") as table:
         rows = list(csv.DictReader(table))

@@ -4,9 +4,6 @@ Pythia samples) beside the quick grid's DNNs (its SQLite store) and tabulates th
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,14 +12,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.pythia
-def test_the_quick_cnn_study_sets_each_cnn_beside_the_dnn_of_its_point(quick_grid, session_cache):
+def test_the_quick_cnn_study_sets_each_cnn_beside_the_dnn_of_its_point(quick_grid):
     assert quick_grid.process.returncode == 0, quick_grid.process.stderr[-3000:]
     out = quick_grid.folder / "cnn_vs_dnn"
-    process = subprocess.run([sys.executable, str(ROOT / "experiments" / "cnn_vs_dnn.py"), "--name",
-                              "cnn_vs_dnn_quick", "--reference", "fig7_quick", "--out", str(out)],
-                             cwd=quick_grid.job_folder("cnn_vs_dnn"), capture_output=True, text=True,
-                             env={**os.environ, "MLFLOW_TRACKING_URI": quick_grid.store,
-                                  "DMLHC_CACHE": str(session_cache)})
+    process = quick_grid.run("cnn_vs_dnn", "experiments/cnn_vs_dnn.py", "--name", "cnn_vs_dnn_quick", "--reference",
+                             "fig7_quick", "--out", str(out))
     assert process.returncode == 0, process.stderr[-3000:]
     with open(out / "cnn_vs_dnn.csv") as table:
         rows = list(csv.DictReader(table))

@@ -5,8 +5,6 @@ network and the optimum on the same ensembles; and the refusal to pair networks 
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -32,18 +30,14 @@ def test_networks_of_different_samples_are_not_paired():
 
 
 @pytest.mark.pythia
-def test_the_event_network_summed_over_ensembles_beside_the_histogram_network(quick_grid, session_cache):
+def test_the_event_network_summed_over_ensembles_beside_the_histogram_network(quick_grid):
     assert quick_grid.process.returncode == 0, quick_grid.process.stderr[-3000:]
-    env = {**os.environ, "MLFLOW_TRACKING_URI": quick_grid.store, "DMLHC_CACHE": str(session_cache)}
-    folder = quick_grid.job_folder("event_combination")
-    trained = subprocess.run([sys.executable, str(ROOT / "train.py"), "experiment=event_level_quick",
-                              "signal=spin2_onshell"], cwd=folder, env=env, capture_output=True, text=True)
+    trained = quick_grid.run("event_combination", "train.py", "experiment=event_level_quick", "signal=spin2_onshell")
     assert trained.returncode == 0, trained.stderr[-3000:]
-    out = folder / "results"
-    process = subprocess.run([sys.executable, str(ROOT / "experiments" / "event_combination.py"), "--events",
-                              "event_level_quick", "--histograms", "fig7_quick", "--snr", "0.447,1.118",
-                              "--ensembles", "1500", "--out", str(out)], cwd=folder, env=env, capture_output=True,
-                             text=True)
+    out = quick_grid.job_folder("event_combination") / "results"
+    process = quick_grid.run("event_combination", "experiments/event_combination.py", "--events", "event_level_quick",
+                             "--histograms", "fig7_quick", "--snr", "0.447,1.118", "--ensembles", "1500", "--out",
+                             str(out))
     assert process.returncode == 0, process.stderr[-3000:]
     with open(out / "event_combination.csv") as table:
         rows = list(csv.DictReader(table))

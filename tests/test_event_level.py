@@ -5,9 +5,6 @@ its checkpoint and draws the ROC curves."""
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,12 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.pythia
-def test_the_quick_event_level_study_tabulates_every_benchmarks_auc(tmp_path, session_cache):
+def test_the_quick_event_level_study_tabulates_every_benchmarks_auc(tmp_path, own_store):
     out = tmp_path / "results"
-    process = subprocess.run([sys.executable, str(ROOT / "experiments" / "event_level.py"), "--name",
-                              "event_level_quick", "--out", str(out)], cwd=tmp_path, capture_output=True, text=True,
-                             env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-                                  "DMLHC_CACHE": str(session_cache)})
+    process = own_store("experiments/event_level.py", "--name", "event_level_quick", "--out", str(out))
     assert process.returncode == 0, process.stderr[-3000:]
     with open(out / "event_level.csv") as table:
         rows = {r["signal"]: r for r in csv.DictReader(table)}

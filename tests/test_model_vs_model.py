@@ -5,9 +5,7 @@ optimum, and a rerun trains nothing."""
 from __future__ import annotations
 
 import csv
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,16 +13,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def model_vs_model(folder: Path, cache: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "experiments" / "model_vs_model.py"), "--name",
-                           "model_vs_model_quick", "--out", str(folder / "results")], cwd=folder, capture_output=True,
-                          text=True, env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
-                                          "DMLHC_CACHE": str(cache)})
-
-
 @pytest.mark.pythia
-def test_the_quick_model_vs_model_study_tabulates_a_pair_over_s_over_sqrt_b(tmp_path, session_cache):
-    process = model_vs_model(tmp_path, session_cache)
+def test_the_quick_model_vs_model_study_tabulates_a_pair_over_s_over_sqrt_b(tmp_path, own_store):
+    def model_vs_model() -> subprocess.CompletedProcess:
+        return own_store("experiments/model_vs_model.py", "--name", "model_vs_model_quick", "--out",
+                         str(tmp_path / "results"))
+
+    process = model_vs_model()
     assert process.returncode == 0, process.stderr[-3000:]
     with open(tmp_path / "results" / "model_vs_model.csv") as table:
         rows = list(csv.DictReader(table))
@@ -37,7 +32,7 @@ def test_the_quick_model_vs_model_study_tabulates_a_pair_over_s_over_sqrt_b(tmp_
     assert float(rows[0]["test/auc"]) < float(rows[1]["test/auc"])
     assert (tmp_path / "results" / "model_vs_model.png").stat().st_size > 10_000
 
-    again = model_vs_model(tmp_path, session_cache)  # every point in MLflow: nothing trained, the same table
+    again = model_vs_model()  # every point in MLflow: nothing trained, the same table
     assert again.returncode == 0, again.stderr[-3000:]
     assert "model_vs_model: pair" not in again.stdout
     with open(tmp_path / "results" / "model_vs_model.csv") as table:

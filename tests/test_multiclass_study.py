@@ -5,9 +5,6 @@ the one-vs-rest AUCs and prediction frequencies."""
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,12 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.pythia
-def test_the_quick_multiclass_study_tabulates_aucs_and_prediction_frequencies(tmp_path, session_cache):
+def test_the_quick_multiclass_study_tabulates_aucs_and_prediction_frequencies(tmp_path, own_store):
     out = tmp_path / "results"
-    process = subprocess.run([sys.executable, str(ROOT / "experiments" / "multiclass.py"), "--name",
-                              "multiclass_quick", "--out", str(out)], cwd=tmp_path, capture_output=True, text=True,
-                             env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-                                  "DMLHC_CACHE": str(session_cache)})
+    process = own_store("experiments/multiclass.py", "--name", "multiclass_quick", "--out", str(out))
     assert process.returncode == 0, process.stderr[-3000:]
     with open(out / "multiclass.csv") as table:
         rows = list(csv.DictReader(table))

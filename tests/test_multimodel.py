@@ -5,9 +5,6 @@ held out, and sets each beside that benchmark's own network of the quick grid.""
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,14 +13,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.pythia
-def test_the_quick_multimodel_study_sets_held_out_benchmarks_beside_their_own_networks(quick_grid, session_cache):
+def test_the_quick_multimodel_study_sets_held_out_benchmarks_beside_their_own_networks(quick_grid):
     assert quick_grid.process.returncode == 0, quick_grid.process.stderr[-3000:]
     out = quick_grid.folder / "multimodel"
-    process = subprocess.run([sys.executable, str(ROOT / "experiments" / "multimodel.py"), "--name",
-                              "multimodel_quick", "--reference", "fig7_quick", "--out", str(out)],
-                             cwd=quick_grid.job_folder("multimodel"), capture_output=True, text=True,
-                             env={**os.environ, "MLFLOW_TRACKING_URI": quick_grid.store,
-                                  "DMLHC_CACHE": str(session_cache)})
+    process = quick_grid.run("multimodel", "experiments/multimodel.py", "--name", "multimodel_quick", "--reference",
+                             "fig7_quick", "--out", str(out))
     assert process.returncode == 0, process.stderr[-3000:]
     with open(out / "multimodel.csv") as table:
         rows = {r["signal"]: r for r in csv.DictReader(table)}

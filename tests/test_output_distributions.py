@@ -4,9 +4,6 @@ experiments/output_distributions.py scores every point's test histograms, and th
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,14 +12,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.pythia
-def test_output_distributions_of_the_quick_grid(quick_grid, session_cache):
+def test_output_distributions_of_the_quick_grid(quick_grid):
     assert quick_grid.process.returncode == 0, quick_grid.process.stderr[-3000:]
     out = quick_grid.folder / "output_distributions"
-    process = subprocess.run([sys.executable, str(ROOT / "experiments" / "output_distributions.py"), "--source",
-                              "fig7_quick", "--signals", "spin2_onshell", "--bins", "10", "--out", str(out)],
-                             cwd=quick_grid.folder, capture_output=True, text=True,
-                             env={**os.environ, "MLFLOW_TRACKING_URI": quick_grid.store,
-                                  "DMLHC_CACHE": str(session_cache)})
+    process = quick_grid.run("output_distributions", "experiments/output_distributions.py", "--source", "fig7_quick",
+                             "--signals", "spin2_onshell", "--bins", "10", "--out", str(out))
     assert process.returncode == 0, process.stderr[-3000:]
     with open(out / "fig7_quick_points.csv") as table:
         points = list(csv.DictReader(table))

@@ -9,7 +9,6 @@ checkpoint, and its table sits beside fig7_quick's per-point networks and the op
 from __future__ import annotations
 
 import csv
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -49,14 +48,11 @@ def test_a_parametrised_job_it_cannot_train_is_refused_in_one_line(tmp_path, ove
 
 
 @pytest.fixture(scope="module")
-def parametrised_quick(quick_grid, session_cache):
+def parametrised_quick(quick_grid):
     """experiments/parametrised.py parametrised_quick beside the quick grid's per-point networks, in its store."""
     out = quick_grid.folder / "parametrised"
-    process = subprocess.run([sys.executable, str(ROOT / "experiments" / "parametrised.py"), "--name",
-                              "parametrised_quick", "--reference", "fig7_quick", "--out", str(out)],
-                             cwd=quick_grid.job_folder("parametrised"), capture_output=True, text=True,
-                             env={**os.environ, "MLFLOW_TRACKING_URI": quick_grid.store,
-                                  "DMLHC_CACHE": str(session_cache)})
+    process = quick_grid.run("parametrised", "experiments/parametrised.py", "--name", "parametrised_quick",
+                             "--reference", "fig7_quick", "--out", str(out))
     assert quick_grid.process.returncode == 0, quick_grid.process.stderr[-3000:]
     assert process.returncode == 0, process.stderr[-3000:]
     with open(out / "parametrised.csv") as table:
