@@ -4,6 +4,7 @@ network and the optimum, on the same ensembles of events.
     python experiments/event_combination.py        # event networks of event_level, histogram networks of fig7
     python experiments/event_combination.py --signals alp,spin2_onshell --snr 0.224,1.118 --ensembles 1000
     python experiments/event_combination.py --events event_level_quick --histograms fig7_quick --snr 0.447,1.118
+    python experiments/event_combination.py --replot  # the figure again from the committed table
 
 For every benchmark with an event network (the newest finished run of MLflow experiment ``--events``,
 experiments/event_level.py) and a histogram network at each S/sqrt(B) of ``--snr`` (seed ``--seed`` of that point
@@ -30,6 +31,7 @@ artifacts of a run ``event_combination_summary`` in the experiment of ``--events
 from __future__ import annotations
 
 import argparse
+import csv
 import math
 import sys
 import tempfile
@@ -56,6 +58,7 @@ COLUMNS = ("signal", "snr", "n_background", "n_signal", "event_sum", "event_sum_
 SAME_SAMPLES = ("background.events", "signal.events", "generation.level", "generation.seed", "data.data_seed",
                 "data.fractions", "data.cuts.pt_min", "data.cuts.pt_max", "data.cuts.abs_eta_max")
 CHUNK = 250  # ensembles drawn at once (CHUNK x (B + S) indices)
+PLOTTED = ("signal", "snr", "event_sum", "event_sum_calibrated", "histogram", "optimum")
 CALIBRATION_BINS = 100  # quantile bins of the event network's output for its calibrated likelihood ratio
 
 
@@ -178,11 +181,12 @@ def plot(rows: list[dict], path: Path, title: str) -> Path:
             ax.tick_params(labelsize=10)
         for ax in axes.flat[len(signals):]:
             ax.set_visible(False)
-        fig.supxlabel(r"$S/\sqrt{B}$", fontsize=13)
+        fig.supxlabel(r"$S/\sqrt{B}$", fontsize=13, y=0.075)
         fig.supylabel("AUC on the same ensembles", fontsize=13)
         fig.suptitle(title, fontsize=12)
-        fig.tight_layout(rect=(0, 0.07, 1, 1))
-        fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="lower center", ncol=4, fontsize=10)
+        fig.tight_layout(rect=(0, 0.09, 1, 1))
+        fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="lower center", ncol=4, fontsize=10,
+                   bbox_to_anchor=(0.5, 0.0))
         return save(fig, path)
 
 
@@ -195,7 +199,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="the histogram network of this seed at each point")
     parser.add_argument("--ensembles", type=int, default=3000, help="ensembles of each class per point")
     parser.add_argument("--out", type=Path, help="output folder (default experiments/results/event_combination)")
+    parser.add_argument("--replot", action="store_true", help="only draw the figure again from the table in --out")
     args = parser.parse_args(argv)
+    out = args.out or ROOT / "experiments" / "results" / "event_combination"
+    title = f"event networks ({args.events}) summed vs histogram networks ({args.histograms})"
+    if args.replot:
+        with open(out / "event_combination.csv") as table:
+            rows = [{k: v if k == "signal" else float(v) for k, v in r.items() if k in PLOTTED}
+                    for r in csv.DictReader(table)]
+        print(f"event_combination: figure {plot(rows, out / 'event_combination.png', title)}")
+        return 0
     snrs = [float(s) for s in args.snr.split(",")]
     chosen = set(args.signals.split(",")) if args.signals else None
     import mlflow
@@ -233,10 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     if not rows:
         raise SystemExit(f"event_combination: no benchmark has an event network in {args.events!r} and a histogram "
                          f"network in {args.histograms!r} at S/sqrt(B) = {args.snr}")
-    out = args.out or ROOT / "experiments" / "results" / "event_combination"
     table = write_csv(rows, COLUMNS, out / "event_combination.csv")
-    figure = plot(rows, out / "event_combination.png",
-                  f"event networks ({args.events}) summed vs histogram networks ({args.histograms})")
+    figure = plot(rows, out / "event_combination.png", title)
     gaps = {key: max(r["optimum"] - r[key] for r in rows) for key in ("event_sum", "event_sum_calibrated", "histogram")}
     log_summary_run(args.events, "event_combination_summary", [table, figure],
                     {f"max_gap_{key}": value for key, value in gaps.items()} | {"points": len(rows)},
