@@ -29,6 +29,7 @@ import sys
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -115,8 +116,11 @@ def plot(rows: list[dict], path: Path, title: str) -> Path:
                     label=signal + (" (held out)" if mine[0]["held_out"] else ""))
         ax.axhline(1, color="k", lw=0.8)
         ax.set_xscale("log")
+        snrs = sorted({r["snr"] for r in rows})
+        ax.set_xticks(snrs, [f"{snr:g}" for snr in snrs])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel(r"$S/\sqrt{B}$")
-        ax.set_ylabel("AUC multimodel / AUC of its own network")
+        ax.set_ylabel("AUC / AUC of own network", fontsize=16)
         ax.legend(fontsize=9, loc="lower right", title=title, title_fontsize=10)
         hep_label(ax)
         return save(fig, path)
