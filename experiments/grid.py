@@ -30,6 +30,7 @@ import sys
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -100,6 +101,10 @@ def plot(rows: list[dict], path: Path, title: str) -> Path:
         ax.plot([], [], "k-o", ms=4, label="network")
         ax.plot([], [], "k--", lw=1, label="optimum (likelihood ratio)")
         ax.set_xscale("log")
+        snrs = sorted({r["snr"] for r in rows})
+        if len(snrs) <= 8:  # a few points: their values as the ticks
+            ax.set_xticks(snrs, [f"{snr:g}" for snr in snrs])
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel(r"$S/\sqrt{B}$")
         ax.set_ylabel("test AUC")
         ax.set_ylim(0.48, 1.01)
