@@ -148,9 +148,11 @@ def scan_variants(name: str, cfg: DictConfig, scan: str, signal: str, snrs: tupl
     return out
 
 
-def run_jobs(name: str, jobs: Sequence[Job], done: Mapping[tuple[str, ...], object], extra: Sequence[str]) -> None:
-    """``python train.py experiment=NAME <job>`` for every job without a finished run, in order."""
-    todo = [job for job in jobs if key_of(composed(name, [*job.overrides, *extra])) not in done]
+def run_jobs(name: str, keys: Mapping[Job, tuple[str, ...]], done: Mapping[tuple[str, ...], object],
+             extra: Sequence[str]) -> None:
+    """``python train.py experiment=NAME <job>`` for every job (of ``keys``: job -> its ``KEY`` params) without a
+    finished run, in order."""
+    todo = [job for job, key in keys.items() if key not in done]
     for k, job in enumerate(todo, 1):
         command = [sys.executable, str(ROOT / "train.py"), f"experiment={name}", *job.overrides, *extra]
         print(f"appendix: job {k} of {len(todo)}:", " ".join(command[2:]), flush=True)
@@ -165,13 +167,13 @@ def finished(name: str) -> dict[tuple[str, ...], object]:
     return {tuple(run.data.params[k] for k in KEY): run for run in runs}
 
 
-def collect(name: str, chosen: Sequence[Variant], done: Mapping[tuple[str, ...], object],
-            extra: Sequence[str]) -> list[dict]:
+def collect(chosen: Sequence[Variant], keys: Mapping[Job, tuple[str, ...]],
+            done: Mapping[tuple[str, ...], object]) -> list[dict]:
     """One row per (variant, S/sqrt(B)) whose job has a run."""
     rows = []
     for variant in chosen:
         job = variant.job
-        run = done.get(key_of(composed(name, [*job.overrides, *extra])))
+        run = done.get(keys[job])
         if run is None:
             continue
         metrics, n_background = run.data.metrics, int(run.data.params["background.n_background"])
@@ -212,7 +214,6 @@ def plot(rows: list[dict], path: Path, title: str) -> Path:
                 ax.tick_params(labelsize=10)
                 if j == 0:
                     ax.set_ylabel("test AUC", fontsize=12)
-        handles, names = axes[0, 0].get_legend_handles_labels()
         axes[0, 0].plot([], [], "k-", label="network")
         axes[0, 0].plot([], [], "k--", lw=1, label="optimum")
         handles, names = axes[0, 0].get_legend_handles_labels()
@@ -229,13 +230,14 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = study_arguments(__doc__, "appendix", argv, more)
     chosen = variants(args.name, [s for s in args.scans.split(",") if s])
     jobs = list(dict.fromkeys(v.job for v in chosen))  # the default job once
+    keys = {job: key_of(composed(args.name, [*job.overrides, *extra])) for job in jobs}  # each config composed once
     if not args.collect_only:
         try:
             done = finished(args.name)
         except SystemExit:
             done = {}  # a first run: no experiment yet
-        run_jobs(args.name, jobs, done, extra)
-    rows = collect(args.name, chosen, finished(args.name), extra)
+        run_jobs(args.name, keys, done, extra)
+    rows = collect(chosen, keys, finished(args.name))
     if not rows:
         raise SystemExit(f"appendix: experiment {args.name!r} has no finished run of these scans")
     table = write_csv(rows, COLUMNS, args.out / "appendix.csv", exact=("snr", "snr_job"))
