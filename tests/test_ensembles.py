@@ -13,6 +13,7 @@ from dmlhc.data.ensembles import (
     draw_event_indices,
     draw_histograms,
     draw_mixture,
+    draw_nested_counts,
     make_task,
     n_signal_events,
     normalise,
@@ -159,6 +160,34 @@ def test_exact_count_sampler_matches_the_hypergeometric_law():
         expected = stats.hypergeom(good + bad, good, draws).pmf(support) * len(counts)
         observed = np.bincount(counts.numpy() - support[0], minlength=len(support))
         assert _chi_square(observed, expected, minimum=10) > P_MIN, (good, bad, draws)
+
+
+@pytest.mark.parametrize("mode", ["exact", "multinomial", "poisson"])
+@pytest.mark.parametrize("sizes, n_histograms, pool_events", [
+    ([300, 10, 1500, 0], 3000, 4000),  # events from chunks of permutations; 1500 of 2000: a strong finite-pool factor
+    ([8, 2, 5], 2000, 200_000),        # few events from a large pool: redrawn picks
+])
+def test_nested_counts_give_every_size_its_own_law(mode, sizes, n_histograms, pool_events):
+    """The grid trainer's additions: the counts of each size have the mean and bin variance of draws of that size
+    alone (the first events of a row are a uniform subset), and the sizes nest."""
+    pool = build_pools(**synthetic_leading_jets(pool_events, seed=3), fractions=(0.5, 0.25, 0.25)).train
+    nested = draw_nested_counts(pool, sizes, n_histograms, mode=mode, generator=generator(11)).double()
+    f = bin_frequencies(pool)
+    for counts, size in zip(nested, sizes):
+        if mode != "poisson":
+            assert torch.all(counts.sum(dim=1) == size)
+        if size == 0:
+            assert not counts.any()
+            continue
+        assert _chi_square_of_mean(counts, f, size) > P_MIN, (mode, size)
+        if size >= 300:
+            factor = (len(pool) - size) / (len(pool) - 1) if mode == "exact" else 1.0
+            for b in torch.argsort(f, descending=True)[:3]:
+                variance = size * f[b] * ((1 - f[b]) * factor if mode != "poisson" else 1.0)
+                p = stats.chi2.cdf(((n_histograms - 1) * counts[:, b].var() / variance).item(), n_histograms - 1)
+                assert P_MIN < p < 1 - P_MIN, (mode, size, int(b), p)
+    by_size = nested[torch.argsort(torch.tensor(sizes))]
+    assert torch.all(by_size[1:] >= by_size[:-1])  # a larger size holds the smaller ones' events
 
 
 @pytest.mark.parametrize("mode", ["exact", "multinomial"])

@@ -50,6 +50,10 @@ def test_stacked_networks_give_each_network_its_own_logits():
     assert torch.allclose(stack(shared), alone, atol=1e-5)
     assert torch.allclose(stack(shared[:1], slice(3, 6)), torch.stack([n(shared[0]).squeeze(-1) for n in nets[3:]]),
                           atol=1e-5)
+    sparse = own.clone().flatten(2)
+    sparse[..., ::3] = 0  # inputs on their non-zero bins only give what the full inputs give
+    columns = torch.nonzero(sparse.flatten(0, 1).any(0)).squeeze(1)
+    assert torch.allclose(stack(sparse[..., columns], columns=columns), stack(sparse.view_as(own)), atol=1e-5)
     for i, net in enumerate(nets):
         back = HistogramDNN(SHAPE)
         back.load_state_dict(stack.network_state(i, back))
@@ -109,6 +113,8 @@ def test_redrawn_exact_subsets_are_distinct_and_uniform():
     both = sum(1 for row in rows.tolist() if 0 in row and 1 in row)  # pairs as often as in uniform subsets
     pairs = 4000 * 20 * 19 / (50 * 49)
     assert abs(both - pairs) < 5 * pairs**0.5
+    first = torch.bincount(rows[:, 0], minlength=50).double()  # in random order: any column is a uniform pick
+    assert float(((first - 80) ** 2 / 80).sum()) < 100
 
 
 # ----------------------------------------------------------------------------- end to end

@@ -19,15 +19,20 @@ binning and the optimum's inputs are built once; every step draws one batch of h
 B background events, which every network uses, each seed with the rows in its own random
 order (so a seed's SM + signal and SM-only rows come from different background histograms
 than another seed's); each S/sqrt(B) point adds its own S signal events (SM + signal class) or
-S more background events (SM-only class, B + S events), drawn once per step for its seeds.
-Every network's stream has the law of a single run's; the seeds of a point are less
+S more background events (SM-only class, B + S events). The additions nest across the points:
+each step draws the largest S once per histogram, in random order, and a point with S events
+takes the first S of them (:func:`~dmlhc.data.ensembles.draw_nested_counts`), so all points cost
+one draw. Every network's stream has the law of a single run's; the seeds of a point are less
 independent than separate runs (they share background histograms and additions, and differ in
-pairing, initialisation and dropout), which the test of the grid against single runs bounds.
+pairing, initialisation and dropout), which the test of the grid against single runs bounds,
+and the points' additions overlap (a smaller point's events are part of a larger one's).
 In ``multinomial`` and ``poisson`` modes a sum B + S has exactly the law of a direct draw of
 B + S events; in ``exact`` mode the two parts are each drawn without repetition but may share
 an event, which raises a bin's variance by a relative 2 S B / ((B + S) N) for a train pool of
 N events (1e-4 to 1e-2 on the paper's grid, B = 50k, N = 900k); validation and test sets
-are exact.
+are exact. The products run on the bins that hold an event in some histogram of the step
+(~520 of the paper's 900 at B = 50k; the others are 0 in every input), validation on the bins
+its set occupies.
 
 Each network is one MLflow run with the params and metrics of a single run of its point
 (``val/*`` per epoch, ``test/auc`` beside ``test/auc_optimal``, ``best_*``, ``epochs``,
@@ -58,7 +63,7 @@ from torchmetrics.functional.classification import binary_auroc
 from dmlhc.callbacks import averaging_decay
 from dmlhc.config import instantiate, integer, number, prepare_process
 from dmlhc.data.datamodule import EnsembleDataModule, _derive_seed
-from dmlhc.data.ensembles import draw_counts, normalise
+from dmlhc.data.ensembles import draw_counts, draw_nested_counts, normalise
 from dmlhc.errors import ConfigError
 from dmlhc.events.cache import atomic_target
 from dmlhc.models.architectures import HistogramDNN, ParametrisedDNN
@@ -250,8 +255,9 @@ class GridTrainer:
                            for seed in sorted({n.seed for n in networks})}
         self._buffer: torch.Tensor | None = None
         self.bank_generator = torch.Generator(device=device).manual_seed(_derive_seed(int(cfg.seed), "grid bank"))
-        self.point_generators = [torch.Generator(device=device).manual_seed(_derive_seed(m.seed, "grid", p))
-                                 for p, m in enumerate(modules)]
+        self.addition_generator = torch.Generator(device=device).manual_seed(_derive_seed(int(cfg.seed), "grid"))
+        # each point's validation inputs once, on the bins its set occupies (the others are 0 in every histogram)
+        self.validation = [occupied_inputs(m.sets["val"].x) for m in modules]
 
     def new_optimiser(self, parameters) -> torch.optim.Optimizer:
         return make_optimiser(self.optimiser_name, parameters, lr=self.lr, weight_decay=self.weight_decay)
@@ -267,8 +273,9 @@ class GridTrainer:
             model.train()
             losses = torch.zeros(len(active))
             for _ in range(self.steps):
-                x, y = self.batch_of(active)
-                loss = F.binary_cross_entropy_with_logits(model(x), y.expand(len(active), -1), reduction="none")
+                x, y, columns = self.batch_of(active)
+                loss = F.binary_cross_entropy_with_logits(model(x, columns=columns), y.expand(len(active), -1),
+                                                          reduction="none")
                 per_network = loss.mean(dim=1)
                 optimiser.zero_grad(set_to_none=True)
                 per_network.sum().backward()
@@ -288,37 +295,42 @@ class GridTrainer:
                     keep_networks(averaged, torch.tensor(keep))
                 active = [active[i] for i in keep]
 
-    def batch_of(self, active: list[Network]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Training inputs (N, batch, n_bins) of the active networks and labels (batch,), the first half SM +
-        signal: one background batch of B events per histogram, its rows in an order of each seed's own, plus
-        each point's S signal (or S background) events."""
+    def batch_of(self, active: list[Network]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training inputs (N, batch, C) of the active networks, labels (batch,) (the first half SM + signal) and
+        the C bins that hold an event in some histogram of the step (the others are 0 in every input): one
+        background batch of B events per histogram, its rows in an order of each seed's own, plus each point's S
+        signal (or S background) events, nested across the points (:func:`draw_nested_counts`)."""
         first = self.modules[0]
         background = first.pools["background"].train
+        signal = next(first.pools[name] for name in first.signal_sources).train  # shared by every point
         half = self.batch // 2
         bank = draw_counts(background, first.n_background, self.batch, mode=first.mode, generator=self.bank_generator)
+        points = sorted({n.point for n in active})
+        sizes = [self.modules[p].n_signal for p in points]
+        additions = torch.cat([
+            draw_nested_counts(signal, sizes, half, mode=first.mode, generator=self.addition_generator),
+            draw_nested_counts(background, sizes, self.batch - half, mode=first.mode,
+                               generator=self.addition_generator)], dim=1)
+        columns = torch.nonzero((bank > 0).any(0) | (additions > 0).flatten(0, 1).any(0)).squeeze(1)
+        bank, additions = bank[:, columns], additions[:, :, columns]
         orders = {seed: bank[torch.randperm(self.batch, generator=self.generators[seed], device=bank.device)]
                   for seed in sorted({n.seed for n in active})}
-        additions = {}
-        for p in sorted({n.point for n in active}):
-            module, generator = self.modules[p], self.point_generators[p]
-            signal = next(module.pools[name] for name in module.signal_sources).train
-            additions[p] = torch.cat([
-                draw_counts(signal, module.n_signal, half, mode=module.mode, generator=generator, subsets="redraw"),
-                draw_counts(background, module.n_signal, self.batch - half, mode=module.mode, generator=generator,
-                            subsets="redraw")])
+        slot = {p: i for i, p in enumerate(points)}
         x = self._inputs(len(active), bank)
         for i, network in enumerate(active):
-            torch.add(orders[network.seed], additions[network.point], out=x[i])
-        normalise(x, first.normalisation, in_place=True)
+            torch.add(orders[network.seed], additions[slot[network.point]], out=x[i])
+        normalise(x, first.normalisation, in_place=True)  # over the occupied bins: the others hold no event
         y = torch.cat([torch.ones(half), torch.zeros(self.batch - half)]).to(x.device)
-        return x, y
+        return x, y, columns
 
     def _inputs(self, n: int, bank: torch.Tensor) -> torch.Tensor:
-        """A buffer (n, batch, n_bins) for the step's inputs, allocated once: a fresh one every step costs the
-        kernel's page faults (~40k per step at 180 networks)."""
-        if self._buffer is None or self._buffer.shape[1:] != bank.shape or len(self._buffer) < n:
-            self._buffer = torch.empty((n, *bank.shape), device=bank.device)
-        return self._buffer[:n]
+        """A buffer for the step's inputs (n, batch, columns), allocated once at the full bin count: a fresh one
+        every step costs the kernel's page faults (~40k per step at 180 networks)."""
+        size = n * bank.numel()
+        if self._buffer is None or self._buffer.numel() < size:
+            self._buffer = torch.empty(n * bank.shape[0] * self.modules[0].pools["background"].train.n_bins,
+                                       device=bank.device)
+        return self._buffer[:size].view(n, *bank.shape)
 
     def validate(self, model: StackedDNN, active: list[Network], epoch: int, train_loss: torch.Tensor) -> None:
         """val/loss and val/auc of every active network on its point's validation set; early stopping and best
@@ -328,9 +340,9 @@ class GridTrainer:
         while start < len(active):
             p = active[start].point
             end = start + sum(1 for n in active[start:] if n.point == p)  # a point's networks are contiguous
-            val = self.modules[p].sets["val"]
-            logits = stacked_logits(model, val.x, slice(start, end))
-            labels = val.y
+            inputs, columns = self.validation[p]
+            logits = stacked_logits(model, inputs, slice(start, end), columns)
+            labels = self.modules[p].sets["val"].y
             for k, network in enumerate(active[start:end]):
                 loss = float(F.binary_cross_entropy_with_logits(logits[k], labels))
                 auc = float(binary_auroc(torch.sigmoid(logits[k]), labels.long()))
@@ -347,11 +359,20 @@ def update_average(averaged: torch.nn.Module, model: torch.nn.Module, weight: fl
             mean.lerp_(param, weight)
 
 
-def stacked_logits(model: StackedDNN, x: torch.Tensor, networks: slice) -> torch.Tensor:
-    """Logits (k, H) of the networks ``networks`` (contiguous) of ``model`` on one shared input set x (H, ...)."""
+def stacked_logits(model: StackedDNN, x: torch.Tensor, networks: slice,
+                   columns: torch.Tensor | None = None) -> torch.Tensor:
+    """Logits (k, H) of the networks ``networks`` (contiguous) of ``model`` on one shared input set x (H, ...),
+    or (H, C) on the bins ``columns`` (:func:`occupied_inputs`)."""
     with torch.no_grad():
-        return torch.cat([model(x[i: i + EVAL_CHUNK].unsqueeze(0), networks)
+        return torch.cat([model(x[i: i + EVAL_CHUNK].unsqueeze(0), networks, columns=columns)
                           for i in range(0, len(x), EVAL_CHUNK)], dim=1)
+
+
+def occupied_inputs(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs x (H, ...) flattened to the bins that are non-zero in some histogram, (H, C), and those bins (C,)."""
+    flat = x.reshape(len(x), -1)
+    columns = torch.nonzero((flat != 0).any(0)).squeeze(1)
+    return flat[:, columns].contiguous(), columns
 
 
 def test_point(module: EnsembleDataModule, networks: list[Network], cfg: DictConfig) -> None:

@@ -100,16 +100,19 @@ def draw_event_indices(pool_size: int, n_draws: int, n_histograms: int, *, mode:
 
 
 def _distinct_picks(pool_size: int, n_draws: int, n_histograms: int, generator, device) -> torch.Tensor:
-    """Uniform K-subsets of range(pool_size) as rows (H, K): uniform picks, every repeated pick drawn again."""
+    """Uniform K-subsets of range(pool_size) as rows (H, K), in uniformly random order: uniform picks, every
+    repeat of an earlier pick drawn again. The procedure commutes with relabelling the pool, so a row is a uniformly
+    random sequence of K distinct events and any first K' of its columns are a uniform K'-subset."""
     rows = torch.randint(pool_size, (n_histograms, n_draws), generator=generator, device=device)
     while True:
-        rows, _ = torch.sort(rows, dim=1)
-        repeated = torch.zeros_like(rows, dtype=torch.bool)
-        repeated[:, 1:] = rows[:, 1:] == rows[:, :-1]
+        ordered, where = torch.sort(rows, dim=1, stable=True)  # stable: the first of equal picks comes first
+        repeated = torch.zeros_like(ordered, dtype=torch.bool)
+        repeated[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
         n_repeated = int(repeated.sum())
         if n_repeated == 0:
             return rows
-        rows[repeated] = torch.randint(pool_size, (n_repeated,), generator=generator, device=device)
+        rows[torch.nonzero(repeated)[:, 0], where[repeated]] = torch.randint(
+            pool_size, (n_repeated,), generator=generator, device=device)
 
 
 def histogram_events(bin_index: torch.Tensor, indices: torch.Tensor, n_bins: int) -> torch.Tensor:
@@ -287,6 +290,41 @@ def draw_counts(pool: EventPool, n_draws: int, n_histograms: int, *, mode: Mode 
                                      device=pool.device, subsets=subsets)
         return histogram_events(pool.bin_index, indices, pool.n_bins)
     raise ValueError(f"via={via!r}: choose 'auto', 'counts' or 'events'")
+
+
+def draw_nested_counts(pool: EventPool, sizes: Sequence[int], n_histograms: int, *, mode: Mode = "exact",
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+    """Bin counts (len(sizes), H, n_bins) float32 of nested ensembles: histogram h of every size holds the first
+    ``sizes[i]`` events of one draw of max(sizes) events in random order (``poisson``: independent increments).
+
+    Each size alone has exactly the law of ``draw_counts(pool, sizes[i], H, mode=mode)``; the sizes share events,
+    so all of them cost one draw of the largest (the grid trainer's additions of S events at every point).
+    """
+    _check_mode(mode)
+    device, n_bins, n_sizes = pool.device, pool.n_bins, len(sizes)
+    order = sorted(range(n_sizes), key=lambda i: sizes[i])
+    ascending = [int(sizes[i]) for i in order]
+    if mode == "poisson":
+        steps = [b - a for a, b in zip([0, *ascending], ascending)]
+        increments = torch.stack([sample_counts(pool.bin_counts, k, n_histograms, mode=mode, generator=generator)
+                                  for k in steps]) if steps else torch.zeros((0, n_histograms, n_bins), device=device)
+        nested = increments.cumsum(0)
+    else:
+        largest = ascending[-1] if ascending else 0
+        # both give rows in random order; chunks of permutations cost the pool's size, redraws a sort per round
+        subsets = "permutation" if 4 * largest * n_histograms >= len(pool) else "redraw"
+        events = draw_event_indices(len(pool), largest, n_histograms, mode=mode, generator=generator, device=device,
+                                    subsets=subsets)
+        bounds = torch.tensor(ascending, device=device)
+        segment = torch.searchsorted(bounds, torch.arange(largest, device=device), right=True)  # first size > column
+        rows = torch.arange(n_histograms, device=device).unsqueeze(1)
+        flat = ((segment.unsqueeze(0) * n_histograms + rows) * n_bins + pool.bin_index[events].long()).reshape(-1)
+        counts = torch.zeros(n_sizes * n_histograms * n_bins, dtype=torch.float32, device=device)
+        counts.index_add_(0, flat, torch.ones(1, dtype=torch.float32, device=device).expand(flat.numel()))
+        nested = counts.view(n_sizes, n_histograms, n_bins).cumsum(0)
+    result = torch.empty_like(nested)
+    result[torch.tensor(order, device=device)] = nested
+    return result
 
 
 def draw_mixture(background: EventPool, signal: EventPool | None, n_background: int, n_signal: int,
