@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -121,3 +122,16 @@ def trained_run(run_id: str) -> tuple[EnsembleDataModule, Any]:
         datamodule.prepare_data()
         datamodule.setup("test")
         return datamodule, load_model(cfg, checkpoint, datamodule).eval()
+
+
+def print_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str, str]]) -> None:
+    """Print ``rows`` as a text table, one ``(header, key, format)`` per column (``"7.4f"``, ``"18s"``, ``">8s"``;
+    flags print as text): each header aligned as its cells, text left and numbers right unless the format says."""
+    def header(title: str, spec: str) -> str:
+        align = spec[0] if spec[0] in "<>^" else ("<" if spec.endswith("s") else ">")
+        return format(title, align + re.sub(r"\D*(\d*).*", r"\1", spec))
+
+    print(" ".join(header(title, spec) for title, _, spec in columns))
+    for row in rows:
+        print(" ".join(format(str(row[key]) if isinstance(row[key], bool) else row[key], spec)
+                       for _, key, spec in columns))

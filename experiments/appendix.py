@@ -47,7 +47,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from _common import ROOT, composed, log_summary_run, newest_runs, study_arguments  # noqa: E402
+from _common import ROOT, composed, log_summary_run, newest_runs, print_table, study_arguments  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from dmlhc.data.ensembles import n_signal_events  # noqa: E402
@@ -244,11 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     figure = plot(rows, args.out / "appendix.png", f"{args.name}: the histogram network as its inputs change")
     log_summary_run(args.name, f"{args.name}_summary", [table, figure],
                     {"max_gap": max(r["gap"] for r in rows), "rows": len(rows)}, {"dmlhc.summary": "appendix"})
-    print(f"{'scan':8s} {'variant':9s} {'signal':15s} {'snr':>6s} {'job snr':>7s} {'B':>6s} {'S':>5s} "
-          f"{'network':>7s} {'optimum':>7s}")
-    for r in rows:
-        print(f"{r['scan']:8s} {r['variant']:9s} {r['signal']:15s} {r['snr']:6.3f} {r['snr_job']:7.4g} "
-              f"{r['n_background']:6d} {r['n_signal']:5d} {r['test/auc']:7.4f} {r['test/auc_optimal']:7.4f}")
+    print_table(rows, [("scan", "scan", "8s"), ("variant", "variant", "9s"), ("signal", "signal", "15s"),
+                       ("snr", "snr", "6.3f"), ("job snr", "snr_job", "7.4g"), ("B", "n_background", "6d"),
+                       ("S", "n_signal", "5d"), ("network", "test/auc", "7.4f"),
+                       ("optimum", "test/auc_optimal", "7.4f")])
     largest = max(r["gap"] for r in rows)
     print(f"appendix: {len(rows)} rows of {len(jobs)} jobs; largest gap to the optimum {largest:.4f}; table {table}, "
           f"figure {figure}")

@@ -29,7 +29,7 @@ import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from _common import log_summary_run, study_arguments, train  # noqa: E402
+from _common import log_summary_run, print_table, study_arguments, train  # noqa: E402
 from parametrised import parametrised_runs, points  # noqa: E402
 
 from dmlhc.data.ensembles import n_signal_events  # noqa: E402
@@ -113,11 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     log_summary_run(args.name, f"{args.name}_summary", [table, figure],
                     {f"max_departure_B{size}": value for size, value in departures.items()},
                     {"dmlhc.summary": "b_scan"}, {"reference_b": args.reference_b})
-    print(f"{'signal':16s} {'B':>7s} {'snr':>6s} {'S':>5s} {'network':>8s} {'optimum':>8s} {'ratio':>7s} "
-          f"{'ratio opt':>9s}")
-    for r in rows:
-        print(f"{r['signal']:16s} {r['n_background']:7d} {r['snr']:6.3f} {r['n_signal']:5d} {r['test/auc']:8.4f} "
-              f"{r['test/auc_optimal']:8.4f} {r['ratio']:7.4f} {r['ratio_optimal']:9.4f}")
+    print_table(rows, [("signal", "signal", "16s"), ("B", "n_background", "7d"), ("snr", "snr", "6.3f"),
+                       ("S", "n_signal", "5d"), ("network", "test/auc", "8.4f"),
+                       ("optimum", "test/auc_optimal", "8.4f"), ("ratio", "ratio", "7.4f"),
+                       ("ratio opt", "ratio_optimal", "9.4f")])
     print(f"largest |AUC(B) / AUC(B = {args.reference_b}) - 1| of the network, per B: "
           + ", ".join(f"B = {size}: {value:.4f}" for size, value in departures.items()) + f"; table {table}")
     return 0

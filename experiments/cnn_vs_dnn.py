@@ -27,7 +27,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from _common import log_summary_run, study_arguments, train  # noqa: E402
+from _common import log_summary_run, print_table, study_arguments, train  # noqa: E402
 from grid import collect  # noqa: E402
 
 from dmlhc.events.cache import write_csv  # noqa: E402
@@ -92,10 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     log_summary_run(args.name, f"{args.name}_summary", [table, figure],
                     {"min_ratio": min(r["ratio"] for r in rows), "max_ratio": max(r["ratio"] for r in rows),
                      "points": len(rows)}, {"dmlhc.summary": "cnn_vs_dnn"}, {"reference": args.reference})
-    print(f"{'signal':18s} {'snr':>7s} {'CNN':>7s} {'DNN':>7s} {'ratio':>7s} {'optimum':>7s}")
-    for r in rows:
-        print(f"{r['signal']:18s} {r['snr']:7.3f} {r['cnn']:7.4f} {r['dnn']:7.4f} {r['ratio']:7.4f} "
-              f"{r['optimum']:7.4f}")
+    print_table(rows, [("signal", "signal", "18s"), ("snr", "snr", "7.3f"), ("CNN", "cnn", "7.4f"),
+                       ("DNN", "dnn", "7.4f"), ("ratio", "ratio", "7.4f"), ("optimum", "optimum", "7.4f")])
     print(f"cnn_vs_dnn: {len(rows)} points, CNN / DNN from {min(r['ratio'] for r in rows):.4f} to "
           f"{max(r['ratio'] for r in rows):.4f}; table {table}, figure {figure}")
     return 0 if all(math.isfinite(r["ratio"]) for r in rows) else 1

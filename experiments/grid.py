@@ -35,7 +35,7 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import mlflow  # noqa: E402
-from _common import ROOT, log_summary_run, train  # noqa: E402
+from _common import ROOT, log_summary_run, print_table, train  # noqa: E402
 
 from dmlhc.config import split_overrides  # noqa: E402
 from dmlhc.events.cache import write_csv  # noqa: E402
@@ -137,9 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     table = write_table(rows, out / "auc_vs_snr.csv")
     figure = plot(rows, out / "auc_vs_snr.png", f"{args.name}: network (solid) vs likelihood-ratio optimum (dashed)")
     log_summary(args.name, [table, figure], rows)
-    print(f"{'signal':20s} {'snr':>7s} {'network':>8s} {'optimum':>8s} {'gap':>7s}")
-    for r in rows:
-        print(f"{r['signal']:20s} {r['snr']:7.3f} {r['test/auc']:8.4f} {r['test/auc_optimal']:8.4f} {r['gap']:7.4f}")
+    print_table(rows, [("signal", "signal", "20s"), ("snr", "snr", "7.3f"), ("network", "test/auc", "8.4f"),
+                       ("optimum", "test/auc_optimal", "8.4f"), ("gap", "gap", "7.4f")])
     worst = max(rows, key=lambda r: r["gap"])
     print(f"largest gap (optimum - network): {worst['gap']:.4f} at {worst['signal']} snr={worst['snr']:g}; "
           f"{len(rows)} points; table {table}, figure {figure}")

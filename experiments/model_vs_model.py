@@ -20,7 +20,7 @@ import math
 import subprocess
 import sys
 
-from _common import ROOT, composed, log_summary_run, newest_runs, study_arguments  # noqa: E402
+from _common import ROOT, composed, log_summary_run, newest_runs, print_table, study_arguments  # noqa: E402
 from grid import plot  # noqa: E402
 
 from dmlhc.events.cache import write_csv  # noqa: E402
@@ -82,10 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     figure = plot(curves, args.out / "model_vs_model.png", f"{args.name}: SM + A (1) vs SM + B (0)")
     log_summary_run(args.name, f"{args.name}_summary", [table, figure],
                     {"max_gap": max(r["gap"] for r in rows), "points": len(rows)}, {"dmlhc.summary": "model_vs_model"})
-    print(f"{'signal':16s} {'other':16s} {'snr':>6s} {'network':>8s} {'optimum':>8s} {'gap':>7s}")
-    for r in rows:
-        print(f"{r['signal']:16s} {r['other']:16s} {r['snr']:6.3f} {r['test/auc']:8.4f} {r['test/auc_optimal']:8.4f} "
-              f"{r['gap']:7.4f}")
+    print_table(rows, [("signal", "signal", "16s"), ("other", "other", "16s"), ("snr", "snr", "6.3f"),
+                       ("network", "test/auc", "8.4f"), ("optimum", "test/auc_optimal", "8.4f"),
+                       ("gap", "gap", "7.4f")])
     print(f"model_vs_model: {len(rows)} points; largest gap to the optimum {max(r['gap'] for r in rows):.4f}; "
           f"table {table}, figure {figure}")
     return 0

@@ -34,7 +34,7 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import mlflow  # noqa: E402
-from _common import ROOT, composed, log_summary_run, newest_runs, study_arguments, train  # noqa: E402
+from _common import ROOT, composed, log_summary_run, newest_runs, print_table, study_arguments, train  # noqa: E402
 from grid import collect as collect_grid  # noqa: E402
 
 from dmlhc.events.cache import write_csv  # noqa: E402
@@ -147,10 +147,9 @@ def main(argv: list[str] | None = None) -> int:
                for kind, group in groups.items() if group}
     log_summary_run(args.name, f"{args.name}_summary", [table, figure], metrics | {"tests": len(rows)},
                     {"dmlhc.summary": "multimodel"}, {"reference": args.reference})
-    print(f"{'snr':>6s} {'signal':18s} {'held out':>8s} {'multimodel':>10s} {'own':>7s} {'ratio':>7s} {'optimum':>7s}")
-    for r in rows:
-        print(f"{r['snr']:6.3f} {r['signal']:18s} {str(r['held_out']):>8s} {r['test/auc']:10.4f} "
-              f"{r['individual']:7.4f} {r['ratio']:7.4f} {r['test/auc_optimal']:7.4f}")
+    print_table(rows, [("snr", "snr", "6.3f"), ("signal", "signal", "18s"), ("held out", "held_out", ">8s"),
+                       ("multimodel", "test/auc", "10.4f"), ("own", "individual", "7.4f"), ("ratio", "ratio", "7.4f"),
+                       ("optimum", "test/auc_optimal", "7.4f")])
     print("multimodel: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()) + f"; table {table}, figure {figure}")
     return 0
 

@@ -28,7 +28,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from _common import log_summary_run, newest_runs, study_arguments, train  # noqa: E402
+from _common import log_summary_run, newest_runs, print_table, study_arguments, train  # noqa: E402
 from grid import collect as collect_grid  # noqa: E402
 
 from dmlhc.events.cache import write_csv  # noqa: E402
@@ -119,10 +119,9 @@ def main(argv: list[str] | None = None) -> int:
                if any(not math.isnan(r[key]) for r in rows)}
     log_summary_run(args.name, f"{args.name}_summary", [table, figure], largest | {"points": len(rows)},
                     {"dmlhc.summary": "parametrised"}, {"reference": args.reference})
-    print(f"{'signal':18s} {'snr':>7s} {'param.':>7s} {'per-pt':>7s} {'optimum':>7s} {'gap p.':>7s} {'gap pp':>7s}")
-    for r in rows:
-        print(f"{r['signal']:18s} {r['snr']:7.3f} {r['parametrised']:7.4f} {r['per_point']:7.4f} {r['optimum']:7.4f} "
-              f"{r['gap_parametrised']:7.4f} {r['gap_per_point']:7.4f}")
+    print_table(rows, [("signal", "signal", "18s"), ("snr", "snr", "7.3f"), ("param.", "parametrised", "7.4f"),
+                       ("per-pt", "per_point", "7.4f"), ("optimum", "optimum", "7.4f"),
+                       ("gap p.", "gap_parametrised", "7.4f"), ("gap pp", "gap_per_point", "7.4f")])
     within = sum(r["gap_parametrised"] <= TARGET for r in rows)
     print(f"parametrised within {TARGET} of the optimum at {within} of {len(rows)} points; largest gaps: "
           + ", ".join(f"{k} {v:.4f}" for k, v in largest.items()) + f"; table {table}, figure {figure}")
