@@ -25,7 +25,6 @@ import sys
 from pathlib import Path
 
 import matplotlib
-import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -59,7 +58,7 @@ def collect(experiment: str, reference_b: int) -> list[dict]:
 
 def plot(rows: list[dict], path: Path, reference_b: int) -> Path:
     """Per benchmark: AUC(B) / AUC(reference B) against S/sqrt(B), one colour per B; network solid, optimum dashed."""
-    from dmlhc.tracking.plots import hep_style, save
+    from dmlhc.tracking.plots import hep_style, save, snr_axis
 
     signals = sorted({r["signal"] for r in rows})
     sizes = sorted({r["n_background"] for r in rows})
@@ -77,10 +76,7 @@ def plot(rows: list[dict], path: Path, reference_b: int) -> Path:
                 ax.plot(snr, [r["ratio"] for r in mine], "-o", ms=3, color=colour, label=f"B = {size:,}")
                 ax.plot(snr, [r["ratio_optimal"] for r in mine], "--", lw=1, color=colour)
             ax.axhline(1, color="k", lw=0.8)
-            ax.set_xscale("log")
-            snrs = sorted({r["snr"] for r in rows})
-            ax.set_xticks(snrs, [f"{snr:g}" for snr in snrs])
-            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            snr_axis(ax, [r["snr"] for r in rows], label=None)
             ax.set_title(signal, fontsize=12)
             ax.tick_params(labelsize=11)
         for ax in axes.flat[len(signals):]:

@@ -1,14 +1,14 @@
 """Networks trained per minute: the grid trainer against one-at-a-time training, in the same run.
 
-    python experiments/bench_grid.py                       # B = 50k, 4 S/sqrt(B) x 5 seeds (~10 min on 2 cores)
+    python experiments/bench_grid.py       # one benchmark of Fig. 7: B = 50k, 18 S/sqrt(B) x 10 seeds (~20 min)
     python experiments/bench_grid.py --snr 0.447,1.118 --repeats 3 --single 2 -- debug=smoke   # a quick look
 
 Both sides are real ``python train.py`` jobs on the same settings, samples (cached first) and stopping rule
 (early stopping on val/auc, patience in training histograms), into a throw-away MLflow store:
 
 - grid: one job, ``grid.snr=[...] repeats=R``, every network of the grid at once;
-- one at a time: ``--single`` of the same networks (seed 1 at the first points), one job each, as
-  ``python train.py snr=X seed=1`` trains them.
+- one at a time: ``--single`` of the same networks (seed 1 at points spread evenly over the grid, smallest
+  first), one job each, as ``python train.py snr=X seed=1`` trains them.
 
 With CUDA present the grid also runs on the GPU (``trainer.accelerator=gpu``), and its rate is printed too.
 Each side's rate is networks / wall-clock minutes of its whole jobs (data set-up, training, testing with the
@@ -27,10 +27,9 @@ import time
 from pathlib import Path
 
 import torch
+from _common import ROOT, composed
 
 from dmlhc.config import split_overrides
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def job(overrides: list[str], store: Path, cwd: Path) -> float:
@@ -48,13 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     argv, extra = split_overrides(list(sys.argv[1:] if argv is None else argv))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--signal", default="spin2_onshell")
-    parser.add_argument("--snr", default="0.112,0.447,1.118,4.47", help="the grid's S/sqrt(B) values")
-    parser.add_argument("--repeats", type=int, default=5, help="seeds per point in the grid")
+    parser.add_argument("--snr", help="the grid's S/sqrt(B) values, comma-separated (default: Fig. 7's grid.snr)")
+    parser.add_argument("--repeats", type=int, default=10, help="seeds per point in the grid")
     parser.add_argument("--single", type=int, default=4,
-                        help="networks trained one at a time (seed 1 at the first points)")
+                        help="networks trained one at a time (seed 1 at points spread over the grid)")
     parser.add_argument("--out", type=Path, help="also write the rates as JSON here")
     args = parser.parse_args(argv)
-    snrs = [float(s) for s in args.snr.split(",")]
+    snrs = [float(s) for s in args.snr.split(",")] if args.snr else [float(s) for s in composed("fig7").grid.snr]
     settings = [f"signal={args.signal}", *extra]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads by default, "
           f"{os.cpu_count()} cores; settings: {' '.join(settings) or 'defaults'}", flush=True)
@@ -73,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             cuda_rate = 60 * grid_networks / cuda_s
             print(f"grid on CUDA:   {grid_networks:3d} networks in {cuda_s:7.1f} s = {cuda_rate:6.2f} networks/min",
                   flush=True)
-        points = [snrs[i % len(snrs)] for i in range(args.single)]
+        points = [snrs[i * len(snrs) // args.single % len(snrs)] for i in range(args.single)]
         single_s = sum(job([*settings, f"snr={snr}", "seed=1"], store, cwd) for snr in points)
         single_rate = 60 * len(points) / single_s
         print(f"one at a time:  {len(points):3d} networks in {single_s:7.1f} s = {single_rate:6.2f} networks/min",

@@ -55,7 +55,7 @@ def join(cnns: list[dict], dnns: list[dict]) -> list[dict]:
 
 def plot(rows: list[dict], path: Path, title: str) -> Path:
     """CNN / DNN against S/sqrt(B), one colour per benchmark; optimum / DNN dashed."""
-    from dmlhc.tracking.plots import hep_label, hep_style, save
+    from dmlhc.tracking.plots import hep_label, hep_style, save, snr_axis
 
     with hep_style():
         fig, ax = plt.subplots(figsize=(9, 6.5))
@@ -68,8 +68,7 @@ def plot(rows: list[dict], path: Path, title: str) -> Path:
         ax.axhline(1, color="k", lw=0.8)
         ax.plot([], [], "k-o", ms=4, label="CNN / DNN")
         ax.plot([], [], "k--", lw=1, label="optimum / DNN")
-        ax.set_xscale("log")
-        ax.set_xlabel(r"$S/\sqrt{B}$")
+        snr_axis(ax, [r["snr"] for r in rows])
         ax.set_ylabel("AUC / AUC of the DNN")
         ax.legend(fontsize=10, loc="upper right", title=title, title_fontsize=10)
         hep_label(ax)

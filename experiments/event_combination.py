@@ -161,7 +161,7 @@ def check_same_samples(event_run, histogram_run) -> None:
 
 def plot(rows: list[dict], path: Path, title: str) -> Path:
     """Per benchmark, AUC against S/sqrt(B): the event network combined, the histogram network, the optimum."""
-    from dmlhc.tracking.plots import hep_style, save
+    from dmlhc.tracking.plots import hep_style, save, snr_axis
 
     signals = sorted({r["signal"] for r in rows})
     columns = min(5, len(signals))
@@ -176,7 +176,7 @@ def plot(rows: list[dict], path: Path, title: str) -> Path:
             mine = sorted((r for r in rows if r["signal"] == signal), key=lambda r: r["snr"])
             for key, (style, label) in styles.items():
                 ax.plot([r["snr"] for r in mine], [r[key] for r in mine], style, ms=4, lw=1.2, label=label)
-            ax.set_xscale("log")
+            snr_axis(ax, [r["snr"] for r in rows], label=None)
             ax.set_title(signal, fontsize=11)
             ax.tick_params(labelsize=10)
         for ax in axes.flat[len(signals):]:

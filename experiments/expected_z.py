@@ -97,7 +97,7 @@ def tracked_rows(n_experiments: int, seed: int) -> dict[str, dict]:
 def plot(rows: Sequence[dict], path: Path, source: str) -> Path:
     """Median Z against S/sqrt(B): network solid (+- bootstrap spread; open triangles: lower bounds), optimum dashed,
     binned Poisson likelihood ratio dotted, one colour per benchmark; counting alone grey; log x."""
-    from dmlhc.tracking.plots import hep_label, hep_style, save
+    from dmlhc.tracking.plots import hep_label, hep_style, save, snr_axis
 
     with hep_style():
         fig, ax = plt.subplots(figsize=(10, 7))
@@ -117,8 +117,7 @@ def plot(rows: Sequence[dict], path: Path, source: str) -> Path:
         ax.plot([], [], "k--", lw=1, label="optimum (shape)")
         ax.plot([], [], "k:", lw=1, label="binned Poisson LR (count + shape)")
         ax.plot([], [], "k^", mfc="none", label="lower bound (beyond all SM-only)")
-        ax.set_xscale("log")
-        ax.set_xlabel(r"$S/\sqrt{B}$")
+        snr_axis(ax, [r["snr"] for r in rows])
         ax.set_ylabel("expected (median) discovery Z")
         ax.legend(fontsize=9, ncol=2, loc="upper left", title=f"{source}: {rows[0]['pseudo_experiments']} SM-only "
                   "pseudo-datasets per point", title_fontsize=10)

@@ -30,7 +30,6 @@ import sys
 from pathlib import Path
 
 import matplotlib
-import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -85,7 +84,7 @@ def write_table(rows: list[dict], path: Path) -> Path:
 def plot(rows: list[dict], path: Path, title: str) -> Path:
     """AUC vs S/sqrt(B): network solid with markers (trimmed mean +- std over repeats), optimum dashed, one colour
     per benchmark, log x."""
-    from dmlhc.tracking.plots import hep_label, hep_style, save
+    from dmlhc.tracking.plots import hep_label, hep_style, save, snr_axis
 
     with hep_style():
         fig, ax = plt.subplots(figsize=(10, 7))
@@ -100,12 +99,7 @@ def plot(rows: list[dict], path: Path, title: str) -> Path:
             ax.plot(snr, [r["test/auc_optimal"] for r in points], "--", color=colours(k % 10), lw=1)
         ax.plot([], [], "k-o", ms=4, label="network")
         ax.plot([], [], "k--", lw=1, label="optimum (likelihood ratio)")
-        ax.set_xscale("log")
-        snrs = sorted({r["snr"] for r in rows})
-        if len(snrs) <= 8:  # a few points: their values as the ticks
-            ax.set_xticks(snrs, [f"{snr:g}" for snr in snrs])
-            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.set_xlabel(r"$S/\sqrt{B}$")
+        snr_axis(ax, [r["snr"] for r in rows])
         ax.set_ylabel("test AUC")
         ax.set_ylim(0.48, 1.01)
         ax.legend(fontsize=10, ncol=2, loc="upper left", title=title, title_fontsize=11)

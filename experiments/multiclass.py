@@ -25,7 +25,6 @@ import sys
 from pathlib import Path
 
 import matplotlib
-import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -35,7 +34,7 @@ from _common import log_summary_run, newest_runs, study_arguments, train, traine
 from torchmetrics.functional.classification import binary_auroc  # noqa: E402
 
 from dmlhc.events.cache import write_csv  # noqa: E402
-from dmlhc.tracking.plots import class_names, prediction_frequency  # noqa: E402
+from dmlhc.tracking.plots import class_names, prediction_frequency  # noqa: E402, snr_axis
 
 
 def point_rows(run) -> tuple[list[dict], list[str]]:
@@ -60,7 +59,7 @@ def point_rows(run) -> tuple[list[dict], list[str]]:
 
 def plot_auc(rows: list[dict], names: list[str], path: Path) -> Path:
     """One-vs-rest AUC of every class against S/sqrt(B)."""
-    from dmlhc.tracking.plots import hep_label, hep_style, save
+    from dmlhc.tracking.plots import hep_label, hep_style, save, snr_axis
 
     with hep_style():
         fig, ax = plt.subplots(figsize=(9, 6.5))
@@ -68,11 +67,7 @@ def plot_auc(rows: list[dict], names: list[str], path: Path) -> Path:
         for k, name in enumerate(names):
             mine = [r for r in rows if r["class"] == name]
             ax.plot([r["snr"] for r in mine], [r["auc"] for r in mine], "-o", ms=4, color=colours(k % 10), label=name)
-        ax.set_xscale("log")
-        snrs = sorted({r["snr"] for r in rows})
-        ax.set_xticks(snrs, [f"{snr:g}" for snr in snrs])
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.set_xlabel(r"$S/\sqrt{B}$")
+        snr_axis(ax, [r["snr"] for r in rows])
         ax.set_ylabel("one-vs-rest test AUC")
         ax.set_ylim(0.45, 1.01)
         ax.legend(fontsize=9, loc="lower right", title="true class", title_fontsize=10)

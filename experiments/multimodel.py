@@ -29,7 +29,6 @@ import sys
 from pathlib import Path
 
 import matplotlib
-import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -104,7 +103,7 @@ def collect(name: str, snrs: list[float], signals: list[str], reference: str) ->
 
 def plot(rows: list[dict], path: Path, title: str) -> Path:
     """Multimodel / individual network AUC against S/sqrt(B), one colour per benchmark, held-out ones dashed."""
-    from dmlhc.tracking.plots import hep_label, hep_style, save
+    from dmlhc.tracking.plots import hep_label, hep_style, save, snr_axis
 
     with hep_style():
         fig, ax = plt.subplots(figsize=(9, 6.5))
@@ -115,11 +114,7 @@ def plot(rows: list[dict], path: Path, title: str) -> Path:
             ax.plot([r["snr"] for r in mine], [r["ratio"] for r in mine], style, ms=4, color=colours(k % 10),
                     label=signal + (" (held out)" if mine[0]["held_out"] else ""))
         ax.axhline(1, color="k", lw=0.8)
-        ax.set_xscale("log")
-        snrs = sorted({r["snr"] for r in rows})
-        ax.set_xticks(snrs, [f"{snr:g}" for snr in snrs])
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.set_xlabel(r"$S/\sqrt{B}$")
+        snr_axis(ax, [r["snr"] for r in rows])
         ax.set_ylabel("AUC / AUC of own network", fontsize=16)
         ax.legend(fontsize=9, loc="lower right", title=title, title_fontsize=10)
         hep_label(ax)

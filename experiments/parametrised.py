@@ -74,7 +74,7 @@ def join(parametrised: dict, per_point: list[dict]) -> list[dict]:
 
 def plot(rows: list[dict], path: Path) -> Path:
     """Per benchmark: optimum - network vs S/sqrt(B), parametrised and per-point (+- the repeats' spread)."""
-    from dmlhc.tracking.plots import hep_style, save
+    from dmlhc.tracking.plots import hep_style, save, snr_axis
 
     signals = sorted({r["signal"] for r in rows})
     columns = min(5, len(signals))
@@ -91,7 +91,7 @@ def plot(rows: list[dict], path: Path) -> Path:
             spread = [0.0 if math.isnan(r["per_point_std"]) else r["per_point_std"] for r in points]
             ax.errorbar(snr, [r["gap_per_point"] for r in points], yerr=spread, fmt="--s", ms=3, capsize=2,
                         label="a network per point")
-            ax.set_xscale("log")
+            snr_axis(ax, [r["snr"] for r in rows], label=None)
             ax.set_title(signal, fontsize=11)
             ax.tick_params(labelsize=10)
         for ax in axes.flat[len(signals):]:

@@ -205,7 +205,7 @@ def collect(study: str, tests: Sequence[Test]) -> list[dict]:
 def plot_wrong_snr(rows: Sequence[dict], path: Path, source: str) -> Path:
     """Test AUC against training S/sqrt(B), one panel per test S/sqrt(B): network solid, one colour per benchmark,
     the optimum at the test point dashed, a star at the network trained at the test point."""
-    from dmlhc.tracking.plots import SNR_LABEL, hep_label, hep_style, save
+    from dmlhc.tracking.plots import SNR_LABEL, hep_label, hep_style, save, snr_axis
 
     test_snrs = sorted({r["test_snr"] for r in rows})
     signals = sorted({r["test_signal"] for r in rows})
@@ -228,8 +228,7 @@ def plot_wrong_snr(rows: Sequence[dict], path: Path, source: str) -> Path:
             ax.plot([], [], "k-o", ms=4, label="network")
             ax.plot([], [], "k--", lw=1, label="optimum at the test point")
             ax.plot([], [], "k*", ms=12, label="trained at the test point")
-            ax.set_xscale("log")
-            ax.set_xlabel(f"training {SNR_LABEL}")
+            snr_axis(ax, [r["train_snr"] for r in rows], label=f"training {SNR_LABEL}")
             ax.set_ylabel("test AUC")
             ax.margins(x=0.08, y=0.3)
             ax.legend(fontsize=10, ncol=2, loc="best", title=f"{source}: tested at {SNR_LABEL} = {test_snr:g}",

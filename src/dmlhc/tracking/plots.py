@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -42,6 +43,20 @@ def hep_label(ax: Axes, *, left: bool = True, right: bool = True) -> None:
     """'dmlhc Simulation' (``left``) and 'sqrt(s) = 14 TeV' (``right``) above ``ax``."""
     hep.label.exp_label(exp="dmlhc" if left else "", llabel="Simulation" if left else "",
                         rlabel=ENERGY_LABEL if right else "", ax=ax)
+
+
+FEW_TICKS = 8  # up to this many S/sqrt(B) values: each one a tick with its value
+
+
+def snr_axis(ax: Axes, snrs: Sequence[float], label: str | None = SNR_LABEL) -> None:
+    """A logarithmic S/sqrt(B) x axis; a few points (``FEW_TICKS``) get their own values as the ticks."""
+    ax.set_xscale("log")
+    points = sorted(set(snrs))
+    if len(points) <= FEW_TICKS:
+        ax.set_xticks(points, [f"{snr:g}" for snr in points])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    if label:
+        ax.set_xlabel(label)
 
 
 MAX_NAMED = 3  # benchmarks named one by one in a figure's labels
