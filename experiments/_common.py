@@ -86,6 +86,23 @@ def newest_runs(experiment: str, by: Sequence[str], where: str = "", needs: str 
     return [newest[key] for key in sorted(newest, key=lambda values: tuple(map(_in_order, values)))]
 
 
+def source_tests(experiment: str) -> dict[tuple[str, str, float], Run]:
+    """The newest finished eval.py test (a run tagged ``dmlhc.source_run``, with ``test/auc``) of every (tested
+    run, test signal, test S/sqrt(B) rounded to 1e-9) in MLflow experiment ``experiment``; empty if it does not
+    exist yet."""
+    client = mlflow.MlflowClient(resolve_tracking_uri())
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return {}
+    tests: dict[tuple[str, str, float], Run] = {}
+    for run in client.search_runs([found.experiment_id], "attributes.status = 'FINISHED'",
+                                  order_by=["attributes.start_time DESC"], max_results=50000):
+        source, params = run.data.tags.get("dmlhc.source_run"), run.data.params
+        if source and "test/auc" in run.data.metrics and "signal" in params and "snr" in params:
+            tests.setdefault((source, params["signal"], round(float(params["snr"]), 9)), run)
+    return tests
+
+
 def _in_order(value: str) -> tuple[int, float, str]:
     """Numbers by value (before other strings), other strings alphabetically."""
     try:

@@ -32,12 +32,19 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import mlflow  # noqa: E402
-from _common import ROOT, composed, log_summary_run, newest_runs, print_table, study_arguments, train  # noqa: E402
+from _common import (  # noqa: E402
+    ROOT,
+    composed,
+    log_summary_run,
+    newest_runs,
+    print_table,
+    source_tests,
+    study_arguments,
+    train,
+)
 from grid import collect as collect_grid  # noqa: E402
 
 from dmlhc.events.cache import write_csv  # noqa: E402
-from dmlhc.tracking.store import resolve_tracking_uri  # noqa: E402
 
 COLUMNS = ("snr", "signal", "held_out", "test/auc", "individual", "ratio", "test/auc_optimal", "run_id", "network_run")
 
@@ -53,26 +60,12 @@ def trained_on(network) -> list[str]:
     return [b.strip(" '\"") for b in network.data.params["data.benchmarks"].strip("[]").split(",")]
 
 
-def finished_tests(name: str) -> dict[tuple[str, str], object]:
-    """The newest finished test of every (network run, benchmark) in experiment ``NAME_tests``."""
-    client = mlflow.MlflowClient(resolve_tracking_uri())
-    found = client.get_experiment_by_name(f"{name}_tests")
-    if found is None:
-        return {}
-    tests: dict[tuple[str, str], object] = {}
-    for run in client.search_runs([found.experiment_id], "attributes.status = 'FINISHED'",
-                                  order_by=["attributes.start_time DESC"], max_results=50000):
-        source = run.data.tags.get("dmlhc.source_run")
-        if source and "test/auc" in run.data.metrics:
-            tests.setdefault((source, run.data.params["signal"]), run)
-    return tests
-
-
 def run_tests(name: str, snrs: list[float], signals: list[str], extra: list[str]) -> None:
     """Every network on every benchmark of ``signals`` that it has not been tested on: one eval.py multirun each."""
-    done = finished_tests(name)
+    done = source_tests(f"{name}_tests")
     for network in networks(name, snrs):
-        missing = [s for s in signals if (network.info.run_id, s) not in done]
+        snr = round(float(network.data.params["snr"]), 9)
+        missing = [s for s in signals if (network.info.run_id, s, snr) not in done]
         if not missing:
             continue
         command = [sys.executable, str(ROOT / "eval.py"), f"run_id='{network.info.run_id}'", "data.task=binary",
@@ -86,11 +79,11 @@ def run_tests(name: str, snrs: list[float], signals: list[str], extra: list[str]
 def collect(name: str, snrs: list[float], signals: list[str], reference: str) -> list[dict]:
     """One row per (network, benchmark) tested, joined with the benchmark's own network at that S/sqrt(B)."""
     individual = {(r["signal"], r["snr"]): r["test/auc"] for r in collect_grid(reference)}
-    done, rows = finished_tests(name), []
+    done, rows = source_tests(f"{name}_tests"), []
     for network in networks(name, snrs):
         snr, benchmarks = float(network.data.params["snr"]), trained_on(network)
         for signal in signals:
-            test = done.get((network.info.run_id, signal))
+            test = done.get((network.info.run_id, signal, round(snr, 9)))
             if test is None:
                 continue
             auc, own = test.data.metrics["test/auc"], individual.get((signal, snr), math.nan)

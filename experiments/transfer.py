@@ -46,9 +46,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
-from _common import log_summary_run  # noqa: E402
+from _common import log_summary_run, source_tests  # noqa: E402
 from grid import collect as grid_points  # noqa: E402
-from mlflow.entities import Run  # noqa: E402
 
 from dmlhc.config import split_overrides  # noqa: E402
 from dmlhc.events.cache import write_csv  # noqa: E402
@@ -144,21 +143,6 @@ def planned_tests(study: str, networks: Sequence[Network], signals: Sequence[str
     return [Test(n, model, n.snr) for n in chosen if any(same_snr(n.snr, s) for s in snrs) for model in models]
 
 
-def finished_tests(study: str) -> dict[tuple[str, str, float], Run]:
-    """The newest finished eval.py run of the study's experiment for each (source run, test signal, test snr)."""
-    client = mlflow.MlflowClient(resolve_tracking_uri())
-    found = client.get_experiment_by_name(study)
-    if found is None:
-        return {}
-    runs: dict[tuple[str, str, float], Run] = {}
-    for run in client.search_runs([found.experiment_id], "attributes.status = 'FINISHED'",
-                                  order_by=["attributes.start_time DESC"], max_results=50000):
-        source, params = run.data.tags.get("dmlhc.source_run"), run.data.params
-        if source and "test/auc" in run.data.metrics and "signal" in params and "snr" in params:
-            runs.setdefault((source, params["signal"], round(float(params["snr"]), 9)), run)
-    return runs
-
-
 def run_tests(study: str, tests: Sequence[Test], extra: Sequence[str]) -> None:
     """``python eval.py run_id=... <overrides> -m``: one multirun per test setting; each run is then named by its
     training and test point (eval.py names it by the test point only)."""
@@ -173,7 +157,7 @@ def run_tests(study: str, tests: Sequence[Test], extra: Sequence[str]) -> None:
         if subprocess.run(command).returncode != 0:
             raise SystemExit(f"transfer: eval.py failed (command above); {study!r} keeps the tests that finished, "
                              f"a rerun tests the rest")
-        done, client = finished_tests(study), mlflow.MlflowClient(resolve_tracking_uri())
+        done, client = source_tests(study), mlflow.MlflowClient(resolve_tracking_uri())
         for test in members:
             if test.key in done:
                 client.update_run(done[test.key].info.run_id, name=test.run_name)
@@ -181,7 +165,7 @@ def run_tests(study: str, tests: Sequence[Test], extra: Sequence[str]) -> None:
 
 def collect(study: str, tests: Sequence[Test]) -> list[dict]:
     """The table rows of the ``tests`` that have a finished run, sorted by test point and training point."""
-    done = finished_tests(study)
+    done = source_tests(study)
     rows = []
     for test in tests:
         run = done.get(test.key)
@@ -317,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     if not tests:
         raise SystemExit(f"transfer: {args.source!r} has no finished network of the chosen signals and S/sqrt(B)")
     if not args.collect_only:
-        done = finished_tests(args.study)
+        done = source_tests(args.study)
         to_run = [t for t in tests if t.key not in done]
         print(f"transfer: {len(tests)} tests, {len(tests) - len(to_run)} already in {args.study!r}, "
               f"{len(to_run)} to run", flush=True)
