@@ -70,7 +70,7 @@ from dmlhc.models.architectures import HistogramDNN, ParametrisedDNN
 from dmlhc.models.classifier import make_optimiser
 from dmlhc.models.stacked import StackedDNN, keep_networks, select_networks
 from dmlhc.tracking.reporter import pool_params
-from dmlhc.tracking.runs import RunGroup, architecture_name, derived_params, log_checkpoint
+from dmlhc.tracking.runs import RunGroup, architecture_name, derived_params, save_checkpoint
 from dmlhc.tracking.store import check_tracking_store, configured_tracking_uri, trimmed_statistic
 from dmlhc.tracking.summary import write_result
 from dmlhc.train import check_trainer
@@ -483,13 +483,8 @@ def _log_network(logger, network: Network, module: EnsembleDataModule, output: P
     entries += [Metric(key, float(value), now, last_step) for key, value in metrics.items()]
     for start in range(0, len(entries), 1000):
         client.log_batch(run_id, metrics=entries[start: start + 1000])
-    checkpoint = output / "checkpoints" / "grid" / f"{run_id}.ckpt"
-    classifier = network.classifier
-    with atomic_target(checkpoint) as partial:
-        torch.save({"state_dict": classifier.state_dict(), "hyper_parameters": dict(classifier.hparams),
-                    "epoch": network.best_epoch - 1, "global_step": network.best_epoch * steps,
-                    "pytorch-lightning_version": pl.__version__}, partial)
-    log_checkpoint(logger, str(checkpoint))
+    save_checkpoint(logger, network.classifier, output / "checkpoints" / "grid" / f"{run_id}.ckpt", network.best_epoch,
+                    steps)
     logger.finalize("success")
     return {k: float(v) for k, v in metrics.items()}
 

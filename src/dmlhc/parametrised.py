@@ -39,7 +39,6 @@ from dmlhc.callbacks import averaging_decay
 from dmlhc.config import instantiate
 from dmlhc.data.datamodule import EnsembleDataModule, _derive_seed
 from dmlhc.data.ensembles import draw_counts, normalise
-from dmlhc.events.cache import atomic_target
 from dmlhc.grid import (
     EVAL_CHUNK,
     Network,
@@ -53,7 +52,7 @@ from dmlhc.grid import (
 from dmlhc.models.architectures import ParametrisedDNN
 from dmlhc.models.classifier import make_optimiser
 from dmlhc.tracking.reporter import pool_params
-from dmlhc.tracking.runs import architecture_name, config_params, derived_params, log_checkpoint
+from dmlhc.tracking.runs import architecture_name, config_params, derived_params, save_checkpoint
 from dmlhc.tracking.secrets import redact
 from dmlhc.tracking.store import resolve_tracking_uri
 from dmlhc.tracking.summary import write_result
@@ -236,12 +235,6 @@ def log_parametrised(cfg: DictConfig, snrs: list[float], modules: list[EnsembleD
         client.log_batch(run_id, metrics=metrics[start: start + 1000])
     output = Path(cfg.paths.output_dir)
     client.log_artifact(run_id, str(write_rows(rows, output / "parametrised.csv")))
-    checkpoint = output / "checkpoints" / "parametrised.ckpt"
-    classifier = network.classifier
-    with atomic_target(checkpoint) as partial:
-        torch.save({"state_dict": classifier.state_dict(), "hyper_parameters": dict(classifier.hparams),
-                    "epoch": network.best_epoch - 1, "global_step": network.best_epoch * steps,
-                    "pytorch-lightning_version": pl.__version__}, partial)
-    log_checkpoint(logger, str(checkpoint))
+    save_checkpoint(logger, network.classifier, output / "checkpoints" / "parametrised.ckpt", network.best_epoch, steps)
     logger.finalize("success")
     return run_id

@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any, cast
 
 import hydra
+import lightning.pytorch as pl
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from dmlhc.events.cache import atomic_target
 from dmlhc.tracking.secrets import redact
 from dmlhc.tracking.store import (
     MIN_TRIMMED_REPEATS,
@@ -250,6 +252,17 @@ def study_run(uri: str, logger_cfg: DictConfig, trial: DictConfig) -> str:
     if storage:
         tags["optuna.storage"] = str(redact(storage))
     return study_run_id(uri, MlflowClient(uri), experiment_id, tags)
+
+
+def save_checkpoint(logger: MLflowLogger, classifier: Any, checkpoint: Path, best_epoch: int, steps: int) -> None:
+    """``classifier``'s weights, kept at its best epoch ``best_epoch`` (from 1) of ``steps`` steps each, as a
+    checkpoint that Lightning and ``eval.py`` load, written atomically to ``checkpoint`` and logged
+    (:func:`log_checkpoint`): what the grid trainer and the parametrised trainer keep of a network."""
+    with atomic_target(checkpoint) as partial:
+        torch.save({"state_dict": classifier.state_dict(), "hyper_parameters": dict(classifier.hparams),
+                    "epoch": best_epoch - 1, "global_step": best_epoch * steps,
+                    "pytorch-lightning_version": pl.__version__}, partial)
+    log_checkpoint(logger, str(checkpoint))
 
 
 def log_checkpoint(logger: MLflowLogger, checkpoint: str) -> None:
