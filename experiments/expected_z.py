@@ -41,7 +41,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import mlflow  # noqa: E402
 import torch  # noqa: E402
 from _common import log_summary_run  # noqa: E402
-from transfer import Network, float_list, name_list, same_snr, source_networks  # noqa: E402
+from transfer import Network, chosen_networks, source_arguments  # noqa: E402
 
 from dmlhc.events.cache import write_csv  # noqa: E402
 from dmlhc.predict import DEFAULT_PSEUDO_EXPERIMENTS, expected_significance, load_run  # noqa: E402
@@ -127,10 +127,7 @@ def plot(rows: Sequence[dict], path: Path, source: str) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--source", required=True, help="the MLflow experiment of the trained networks (fig7, ...)")
-    parser.add_argument("--signals", type=name_list, help="benchmarks (default: all of the source's)")
-    parser.add_argument("--snr", type=float_list, help="S/sqrt(B) values (default: all of the source's)")
-    parser.add_argument("--seed", type=int, default=1, help="the seed of the networks of a point with repeats")
+    source_arguments(parser)
     parser.add_argument("--pseudo-experiments", type=int, default=DEFAULT_PSEUDO_EXPERIMENTS,
                         help=f"SM-only (and as many SM + signal) pseudo-datasets per point (default "
                              f"{DEFAULT_PSEUDO_EXPERIMENTS}; Z resolves up to ~Phi^-1(1 - 1 / (n + 1)))")
@@ -140,11 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.pseudo_experiments < 10:
         parser.error(f"--pseudo-experiments {args.pseudo_experiments}: give at least 10 (a median Z needs a "
                      "distribution)")
-    networks = [n for n in source_networks(args.source, args.seed)
-                if (args.signals is None or n.signal in args.signals)
-                and (args.snr is None or any(same_snr(n.snr, s) for s in args.snr))]
-    if not networks:
-        raise SystemExit(f"expected_z: {args.source!r} has no finished network of the chosen signals and S/sqrt(B)")
+    networks = chosen_networks(args, STUDY)
     done = tracked_rows(args.pseudo_experiments, args.seed)
     rows, start = [done[n.run_id] for n in networks if n.run_id in done], time.monotonic()
     to_do = [n for n in networks if n.run_id not in done]

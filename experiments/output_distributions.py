@@ -30,7 +30,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from _common import log_summary_run, trained_run  # noqa: E402
 from torchmetrics.functional.classification import binary_auroc  # noqa: E402
-from transfer import Network, float_list, name_list, same_snr, source_networks  # noqa: E402
+from transfer import Network, chosen_networks, same_snr, source_arguments  # noqa: E402
 
 from dmlhc.events.cache import write_csv  # noqa: E402
 from dmlhc.predict import network_scorer  # noqa: E402
@@ -108,21 +108,14 @@ def plot(rows: list[dict], points: list[dict], path: Path, source: str) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--source", required=True, help="the MLflow experiment of the trained networks (fig7, ...)")
-    parser.add_argument("--signals", type=name_list, help="benchmarks (default: all of the source's)")
-    parser.add_argument("--snr", type=float_list, help="S/sqrt(B) values (default: all of the source's)")
-    parser.add_argument("--seed", type=int, default=1, help="the seed of the networks of a point with repeats")
+    source_arguments(parser)
     parser.add_argument("--bins", type=int, default=25, help="bins of the output in [0, 1] (default 25)")
     parser.add_argument("--out", type=Path, help=f"output folder (default experiments/results/{STUDY})")
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if args.bins < 2:
         parser.error(f"--bins {args.bins}: give at least 2")
-    networks = [n for n in source_networks(args.source, args.seed)
-                if (args.signals is None or n.signal in args.signals)
-                and (args.snr is None or any(same_snr(n.snr, s) for s in args.snr))]
-    if not networks:
-        raise SystemExit(f"{STUDY}: {args.source!r} has no finished network of the chosen signals and S/sqrt(B)")
+    networks = chosen_networks(args, STUDY)
     rows, points = [], []
     for k, network in enumerate(networks, 1):
         scores, labels = point_scores(network)

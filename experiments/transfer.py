@@ -271,6 +271,26 @@ def summary_metrics(study: str, rows: Sequence[dict]) -> dict[str, float]:
     return metrics
 
 
+def source_arguments(parser: argparse.ArgumentParser, snr: bool = True) -> None:
+    """The options that choose trained networks: ``--source`` (an MLflow experiment), ``--signals``, ``--seed`` and,
+    with ``snr``, ``--snr`` (all of the source's by default); :func:`chosen_networks` applies them."""
+    parser.add_argument("--source", required=True, help="the MLflow experiment of the trained networks (fig7, ...)")
+    parser.add_argument("--signals", type=name_list, help="benchmarks (default: all of the source's)")
+    if snr:
+        parser.add_argument("--snr", type=float_list, help="S/sqrt(B) values (default: all of the source's)")
+    parser.add_argument("--seed", type=int, default=1, help="the seed of the networks of a point with repeats")
+
+
+def chosen_networks(args: argparse.Namespace, study: str) -> list[Network]:
+    """The networks of ``--source`` that :func:`source_arguments` chose; stops with a message if there are none."""
+    networks = [n for n in source_networks(args.source, args.seed)
+                if (args.signals is None or n.signal in args.signals)
+                and (args.snr is None or any(same_snr(n.snr, s) for s in args.snr))]
+    if not networks:
+        raise SystemExit(f"{study}: {args.source!r} has no finished network of the chosen signals and S/sqrt(B)")
+    return networks
+
+
 def float_list(text: str) -> list[float]:
     return [float(x) for x in text.split(",") if x]
 
@@ -283,15 +303,13 @@ def main(argv: list[str] | None = None) -> int:
     argv, extra = split_overrides(list(sys.argv[1:] if argv is None else argv))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("study", choices=STUDIES)
-    parser.add_argument("--source", required=True, help="the MLflow experiment of the trained networks (fig7, ...)")
+    source_arguments(parser, snr=False)
     parser.add_argument("--test-snr", type=float_list, default=[0.224, 2.236],
                         help="wrong_snr: the S/sqrt(B) values to test at (default 0.224,2.236)")
     parser.add_argument("--train-snr", type=float_list,
                         help="wrong_snr: only the networks trained at these S/sqrt(B) values (default: all)")
     parser.add_argument("--snr", type=float_list, default=[0.447, 1.118],
                         help="wrong_model: the S/sqrt(B) values to train and test at (default 0.447,1.118)")
-    parser.add_argument("--signals", type=name_list, help="benchmarks (default: all of the source's)")
-    parser.add_argument("--seed", type=int, default=1, help="the seed of the networks of a point with repeats")
     parser.add_argument("--collect-only", action="store_true", help="do not test; collect what MLflow holds")
     parser.add_argument("--out", type=Path, help="output folder (default experiments/results/STUDY)")
     args = parser.parse_args(argv)
