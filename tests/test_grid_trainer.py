@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -223,3 +224,16 @@ def test_a_grid_it_cannot_train_is_refused_in_one_line(tmp_path, overrides, mess
     assert run.returncode == 2, run.stderr[-2000:]
     assert message in run.stderr and "Traceback" not in run.stderr
     assert not (tmp_path / "mlruns" / "mlflow.db").exists()  # refused before any run or sample
+
+
+def test_bench_grid_prints_both_rates_and_their_ratio(own_store, tmp_path):
+    """experiments/bench_grid.py end to end on smoke settings: both sides run and the ratio comes last (how fast
+    either side is, is the benchmark's to measure, not a test's)."""
+    out = tmp_path / "bench.json"
+    run = own_store("experiments/bench_grid.py", "--snr", "0.447,1.118", "--repeats", "2", "--single", "1",
+                    "--out", str(out), "--", "debug=smoke", "trainer.max_epochs=3", "trainer.min_epochs=1")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert re.fullmatch(r"ratio grid / one at a time: \d+\.\dx", run.stdout.strip().splitlines()[-1])
+    rates = json.loads(out.read_text())
+    assert rates["grid_per_minute"] > 0 and rates["single_per_minute"] > 0
+    assert rates["ratio"] == pytest.approx(rates["grid_per_minute"] / rates["single_per_minute"])
