@@ -31,7 +31,7 @@ B + S events; in ``exact`` mode the two parts are each drawn without repetition 
 an event, which raises a bin's variance by a relative 2 S B / ((B + S) N) for a train pool of
 N events (1e-4 to 1e-2 on the paper's grid, B = 50k, N = 900k); validation and test sets
 are exact. The products run on the bins that hold an event in some histogram of the step
-(~520 of the paper's 900 at B = 50k; the others are 0 in every input), validation on the bins
+(at B = 50k most high-pT bins hold none; the others are 0 in every input), validation on the bins
 its set occupies.
 
 Each network is one MLflow run with the params and metrics of a single run of its point
