@@ -134,10 +134,12 @@ def _python(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A grid job (S/sqrt(B) = 0 and 1.5, seeds 1 and 2) and a single run of seed 1 at 1.5, in one store."""
+    """A grid job (S/sqrt(B) = 0, 1.5 and 20, seeds 1 and 2) and single runs of seed 1 at 1.5 and 20, in one
+    store."""
     cwd = tmp_path_factory.mktemp("grid")
-    grid = _python("train.py", *SETTINGS, "grid.snr=[0,1.5]", "repeats=2", cwd=cwd)
+    grid = _python("train.py", *SETTINGS, "grid.snr=[0,1.5,20]", "repeats=2", cwd=cwd)
     _python("train.py", *SETTINGS, "snr=1.5", "seed=1", "logger.mlflow.experiment_name=alone", cwd=cwd)
+    _python("train.py", *SETTINGS, "snr=20", "seed=1", "logger.mlflow.experiment_name=saturated", cwd=cwd)
     client = mlflow.MlflowClient(f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}")
     return cwd, client, grid.stdout
 
@@ -154,10 +156,10 @@ def test_a_grid_job_logs_every_network_as_a_single_run(trained):
     (grid,) = [r for r in runs if r.data.tags.get("dmlhc.grid") == "true"]
     points = [r for r in runs if r.data.tags.get("dmlhc.repeat") == "parent"]
     seeds = [r for r in runs if r.data.tags.get("dmlhc.repeat") == "child"]
-    assert len(runs) == 1 + 2 + 4 and all(r.info.status == "FINISHED" for r in runs)
+    assert len(runs) == 1 + 3 + 6 and all(r.info.status == "FINISHED" for r in runs)
     assert all(r.data.tags["mlflow.parentRunId"] == grid.info.run_id for r in points)
     assert {r.data.tags["mlflow.parentRunId"] for r in seeds} == {r.info.run_id for r in points}
-    assert sorted(float(r.data.params["snr"]) for r in points) == [0.0, 1.5]
+    assert sorted(float(r.data.params["snr"]) for r in points) == [0.0, 1.5, 20.0]
     assert {r.data.params["seed"] for r in seeds} == {"1", "2"}
     (alone,) = _runs(client, "alone")
     (twin,) = [r for r in seeds if r.data.params["snr"] == "1.5" and r.data.params["seed"] == "1"]
@@ -165,7 +167,8 @@ def test_a_grid_job_logs_every_network_as_a_single_run(trained):
     assert differing <= {"repeats", "checkpoint", "logger.mlflow.experiment_name", "paths.output_dir"}, differing
     assert set(alone.data.params) == set(twin.data.params)
     assert {k for k in set(alone.data.metrics) - set(twin.data.metrics) if not k.startswith("lr-")} == set()
-    assert all(25 <= int(r.data.metrics["epochs"]) <= 40 for r in seeds)  # trainer.min_epochs and max_epochs
+    learning = [r for r in seeds if r.data.params["snr"] != "20.0"]
+    assert all(25 <= int(r.data.metrics["epochs"]) <= 40 for r in learning)  # trainer.min_epochs and max_epochs
     for key in ("val/auc", "val/loss"):
         assert len(client.get_metric_history(twin.info.run_id, key)) == int(twin.data.metrics["epochs"])
     steps = {k: client.get_metric_history(twin.info.run_id, k)[-1].step for k in ("test/auc", "test/auc_optimal")}
@@ -189,6 +192,19 @@ def test_a_network_in_the_grid_reaches_what_it_reaches_alone_and_points_do_not_l
     assert optimum - twin.data.metrics["test/auc"] < 0.02
     for null in (r for r in seeds if r.data.params["snr"] == "0.0"):
         assert abs(null.data.metrics["test/auc"] - 0.5) < 0.04  # 4 sigma of the test AUC's noise at 0.5
+
+
+@pytest.mark.pythia
+def test_val_auc_of_one_ends_a_run_at_once_in_the_grid_as_alone(trained):
+    # no later epoch can be strictly better, so trainer.min_epochs (25) is not waited for: the run ends at its best
+    _, client, _ = trained
+    (alone,) = _runs(client, "saturated")
+    saturated = [r for r in _runs(client, "debug") if r.data.tags.get("dmlhc.repeat") == "child"
+                 and r.data.params["snr"] == "20.0"]
+    for run in [alone, *saturated]:
+        metrics = run.data.metrics
+        assert metrics["best_val/auc"] == 1.0 and metrics["test/auc"] > 0.99
+        assert metrics["epochs"] == metrics["best_epoch"] < 25, metrics
 
 
 @pytest.mark.pythia

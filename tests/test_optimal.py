@@ -10,7 +10,7 @@ from synthetic import synthetic_leading_jets
 
 from dmlhc.data.ensembles import draw_histograms, make_task
 from dmlhc.data.pools import build_pools
-from dmlhc.optimal import LikelihoodRatio, auc, bin_probabilities, class_probabilities, optimal_auc
+from dmlhc.optimal import LikelihoodRatio, auc, bin_probabilities, class_probabilities, optimal_auc, row_aucs
 
 B = 1000
 
@@ -32,6 +32,22 @@ def test_tie_aware_auc():
     assert auc(-torch.tensor([0.1, 0.9, 0.2, 0.8, 0.7, 0.3]), labels) == 0.0
     # positives 1.0, 0.5, 1.0 against negatives 0.0, 0.5, 0.0: 3 + (2 + one tie) + 3 = 8.5 of 9 pairs
     assert auc(torch.tensor([0.0, 1.0, 0.5, 0.5, 1.0, 0.0]), labels) == pytest.approx(8.5 / 9, abs=1e-15)
+
+
+def test_row_aucs_give_every_rows_auc_as_torchmetrics_does():
+    from torchmetrics.functional.classification import binary_auroc
+
+    generator = torch.Generator().manual_seed(0)
+    labels = (torch.rand(3000, generator=generator) > 0.4).float()
+    scores = torch.sigmoid(3 * torch.randn(4, 3000, generator=generator) + labels)
+    scores[1] = torch.round(scores[1] * 10) / 10  # many ties
+    scores[2] = torch.where(labels > 0, 0.9, 0.2)  # separated: exactly 1
+    scores[3] = 0.5  # constant: exactly 0.5
+    rows = row_aucs(scores, labels)
+    assert [float(rows[k]) for k in range(4)] == [auc(scores[k], labels) for k in range(4)]
+    assert rows[2] == 1.0 and rows[3] == 0.5
+    for k in range(4):
+        assert float(rows[k]) == pytest.approx(float(binary_auroc(scores[k], labels.long())), abs=1e-6)
 
 
 def test_auc_is_the_mann_whitney_statistic_with_ties():

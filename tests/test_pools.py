@@ -106,3 +106,22 @@ def test_ready_pools_must_match_the_binning_asked_for(jets):
     assert make_pools(pools, binning=Binning(), device="cpu").train.bin_counts.sum() == len(pools.train)
     with pytest.raises(ValueError, match="binning"):
         make_pools(pools, binning=Binning(n_pt=10))
+
+
+def test_a_pool_on_its_occupied_bins_draws_the_same_histograms_on_those_columns():
+    from dmlhc.data.ensembles import draw_counts, draw_nested_counts
+    from dmlhc.data.pools import EventPool
+
+    bin_index = torch.tensor([3, 3, 7, 0, 7, 7, 9, 3, 0, 9] * 30, dtype=torch.int32)
+    pool = EventPool("sm", "train", bin_index, torch.zeros(300, 3), torch.arange(300), n_bins=12)
+    bins = torch.tensor([0, 3, 5, 7, 9])  # every occupied bin, and one empty one
+    compact = pool.on_bins(bins)
+    assert compact.n_bins == 5 and torch.equal(compact.bin_counts, pool.bin_counts[bins])
+    for draw in (lambda p, g: draw_counts(p, 40, 6, generator=g, via="events"),
+                 lambda p, g: draw_counts(p, 40, 6, generator=g, via="counts"),
+                 lambda p, g: draw_nested_counts(p, [5, 40], 6, generator=g)):
+        full = draw(pool, torch.Generator().manual_seed(1))
+        assert torch.equal(draw(compact, torch.Generator().manual_seed(1)), full[..., bins])
+        assert full.sum() == full[..., bins].sum()  # nothing outside the bins
+    with pytest.raises(ValueError, match="outside the given bins"):
+        pool.on_bins(torch.tensor([0, 3, 7]))

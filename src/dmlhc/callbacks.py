@@ -19,7 +19,8 @@ MONITORS = {"val/auc": "max", "val/loss": "min"}
 class HistogramEarlyStopping(EarlyStopping):
     """Early stopping whose patience is ``patience_histograms`` training histograms, whatever the batch size or
     epoch length (the DataModule's ``histograms_per_epoch``); a run also ends at once when val/auc reaches 1,
-    which leaves nothing to learn (large S/sqrt(B) points end after an epoch)."""
+    without waiting for ``trainer.min_epochs``: no later epoch can improve on it strictly, so the best checkpoint
+    and every test metric are those of that epoch whenever the run ends (large S/sqrt(B) points end early)."""
 
     def __init__(self, monitor: str = "val/auc", mode: str | None = None, patience_histograms: int = 200_000,
                  **kwargs):
@@ -29,9 +30,7 @@ class HistogramEarlyStopping(EarlyStopping):
             raise ConfigError(f"monitor={monitor} with mode={mode}: {monitor} needs mode {MONITORS[monitor]}")
         if patience_histograms < 1:
             raise ConfigError(f"patience_histograms={patience_histograms}: must be >= 1")
-        mode = MONITORS[monitor]
-        kwargs.setdefault("stopping_threshold", 1.0 if mode == "max" else None)
-        super().__init__(monitor=monitor, mode=mode, **kwargs)
+        super().__init__(monitor=monitor, mode=MONITORS[monitor], **kwargs)
         self.patience_histograms = int(patience_histograms)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -39,6 +38,17 @@ class HistogramEarlyStopping(EarlyStopping):
         per_epoch = getattr(getattr(trainer, "datamodule", None), "histograms_per_epoch", None)
         if per_epoch:
             self.patience = math.ceil(self.patience_histograms / per_epoch)
+
+    def _run_early_stopping_check(self, trainer: pl.Trainer) -> None:
+        super()._run_early_stopping_check(trainer)
+        current = trainer.callback_metrics.get(self.monitor)
+        if self.monitor == "val/auc" and current is not None and float(current) >= 1.0 and not trainer.fast_dev_run:
+            # (Lightning's stopping_threshold compares strictly, so a threshold of 1 would never stop)
+            trainer.should_stop = True
+            trainer.fit_loop.min_epochs = 0  # the Trainer's min_epochs would add epochs that change nothing
+            self.stopped_epoch = trainer.current_epoch
+            if self.verbose:
+                self._log_info(trainer, "val/auc = 1: nothing left to learn; stopping", self.log_rank_zero_only)
 
 
 class OptunaPruning(pl.Callback):

@@ -15,7 +15,7 @@ With ``architecture=parametrised_dnn`` the job trains ONE network, told S/sqrt(B
 instead (:mod:`dmlhc.parametrised`).
 
 What is shared is work and the background part of the training stream: the event pools,
-binning and the optimum's inputs are built once; every step draws one batch of histograms of
+binning and the optimum's inputs are built once; every step takes one batch (drawn ten at a time) of histograms of
 B background events, which every network uses, each seed with the rows in its own random
 order (so a seed's SM + signal and SM-only rows come from different background histograms
 than another seed's); each S/sqrt(B) point adds its own S signal events (SM + signal class) or
@@ -30,9 +30,9 @@ In ``multinomial`` and ``poisson`` modes a sum B + S has exactly the law of a di
 B + S events; in ``exact`` mode the two parts are each drawn without repetition but may share
 an event, which raises a bin's variance by a relative 2 S B / ((B + S) N) for a train pool of
 N events (1e-4 to 1e-2 on the paper's grid, B = 50k, N = 900k); validation and test sets
-are exact. The products run on the bins that hold an event in some histogram of the step
-(at B = 50k most high-pT bins hold none; the others are 0 in every input), validation on the bins
-its set occupies.
+are exact. Training histograms are drawn and multiplied on the bins an event of the train pools
+is in (434 of 900 for alp on the paper's binning: most high-pT bins hold none; the others are 0 in every
+input), validation on the bins its set occupies.
 
 Each network is one MLflow run with the params and metrics of a single run of its point
 (``val/*`` per epoch, ``test/auc`` beside ``test/auc_optimal``, ``best_*``, ``epochs``,
@@ -69,6 +69,7 @@ from dmlhc.events.cache import atomic_target
 from dmlhc.models.architectures import HistogramDNN, ParametrisedDNN
 from dmlhc.models.classifier import make_optimiser
 from dmlhc.models.stacked import StackedDNN, keep_networks, select_networks
+from dmlhc.optimal import row_aucs
 from dmlhc.tracking.reporter import pool_params
 from dmlhc.tracking.runs import RunGroup, architecture_name, derived_params, save_checkpoint
 from dmlhc.tracking.store import check_tracking_store, configured_tracking_uri, trimmed_statistic
@@ -76,6 +77,7 @@ from dmlhc.tracking.summary import write_result
 from dmlhc.train import check_trainer
 
 log = logging.getLogger(__name__)
+BANK_BLOCK_STEPS = 10  # background batches drawn at once (10 x 256 histograms: ~1 MB of counts per 100 bins)
 EVAL_CHUNK = 4096  # validation/test histograms per product (bounds memory: networks x chunk x first-layer width)
 
 
@@ -99,8 +101,8 @@ class Network:
         return cast(HistogramDNN, self.classifier.net)
 
     def record(self, epoch: int, metrics: dict[str, float], rule: StoppingRule) -> bool:
-        """The epoch's ``train/loss`` and ``val/*`` metrics into the history; early stopping as Lightning's
-        EarlyStopping and ModelCheckpoint (strict improvement) do. True when the epoch is the best so far (the
+        """The epoch's ``train/loss`` and ``val/*`` metrics into the history; early stopping as
+        HistogramEarlyStopping and ModelCheckpoint (strict improvement) do. True when the epoch is the best so far (the
         caller keeps its weights)."""
         self.history.append({"epoch": epoch} | metrics)
         value, best = metrics[rule.monitor], self.best.get(rule.monitor)
@@ -110,8 +112,8 @@ class Network:
             self.best_epoch, self.wait = epoch + 1, 0
         else:
             self.wait += 1
-        early = self.wait >= rule.patience or (rule.maximise and metrics["val/auc"] >= 1.0)
-        if (early and epoch + 1 >= rule.min_epochs) or epoch + 1 >= rule.max_epochs:
+        saturated = rule.maximise and metrics["val/auc"] >= 1.0  # at once: no later epoch can be strictly better
+        if saturated or (self.wait >= rule.patience and epoch + 1 >= rule.min_epochs) or epoch + 1 >= rule.max_epochs:
             self.stopped = True
         return improved
 
@@ -254,6 +256,12 @@ class GridTrainer:
         self.generators = {seed: torch.Generator(device=device).manual_seed(_derive_seed(seed, "train", 0))
                            for seed in sorted({n.seed for n in networks})}
         self._buffer: torch.Tensor | None = None
+        self._bank: list[torch.Tensor] = []
+        # the training histograms on the C bins an event of the train pools is in (the others are 0 in every input)
+        background = first.pools["background"].train
+        signal = next(first.pools[name] for name in first.signal_sources).train  # shared by every point
+        self.columns = torch.nonzero(background.bin_counts + signal.bin_counts).squeeze(1)
+        self.background, self.signal = background.on_bins(self.columns), signal.on_bins(self.columns)
         self.bank_generator = torch.Generator(device=device).manual_seed(_derive_seed(int(cfg.seed), "grid bank"))
         self.addition_generator = torch.Generator(device=device).manual_seed(_derive_seed(int(cfg.seed), "grid"))
         # each point's validation inputs once, on the bins its set occupies (the others are 0 in every histogram)
@@ -297,22 +305,18 @@ class GridTrainer:
 
     def batch_of(self, active: list[Network]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Training inputs (N, batch, C) of the active networks, labels (batch,) (the first half SM + signal) and
-        the C bins that hold an event in some histogram of the step (the others are 0 in every input): one
+        the C bins that an event of the train pools is in (the others are 0 in every input): one
         background batch of B events per histogram, its rows in an order of each seed's own, plus each point's S
         signal (or S background) events, nested across the points (:func:`draw_nested_counts`)."""
         first = self.modules[0]
-        background = first.pools["background"].train
-        signal = next(first.pools[name] for name in first.signal_sources).train  # shared by every point
         half = self.batch // 2
-        bank = draw_counts(background, first.n_background, self.batch, mode=first.mode, generator=self.bank_generator)
+        bank = self._background_batch()
         points = sorted({n.point for n in active})
         sizes = [self.modules[p].n_signal for p in points]
         additions = torch.cat([
-            draw_nested_counts(signal, sizes, half, mode=first.mode, generator=self.addition_generator),
-            draw_nested_counts(background, sizes, self.batch - half, mode=first.mode,
+            draw_nested_counts(self.signal, sizes, half, mode=first.mode, generator=self.addition_generator),
+            draw_nested_counts(self.background, sizes, self.batch - half, mode=first.mode,
                                generator=self.addition_generator)], dim=1)
-        columns = torch.nonzero((bank > 0).any(0) | (additions > 0).flatten(0, 1).any(0)).squeeze(1)
-        bank, additions = bank[:, columns], additions[:, :, columns]
         orders = {seed: bank[torch.randperm(self.batch, generator=self.generators[seed], device=bank.device)]
                   for seed in sorted({n.seed for n in active})}
         slot = {p: i for i, p in enumerate(points)}
@@ -321,15 +325,23 @@ class GridTrainer:
             torch.add(orders[network.seed], additions[slot[network.point]], out=x[i])
         normalise(x, first.normalisation, in_place=True)  # over the occupied bins: the others hold no event
         y = torch.cat([torch.ones(half), torch.zeros(self.batch - half)]).to(x.device)
-        return x, y, columns
+        return x, y, self.columns
+
+    def _background_batch(self) -> torch.Tensor:
+        """The step's background histograms (batch, C) of B events, from a block drawn for BANK_BLOCK_STEPS steps at
+        once (the draw's per-call cost is half its cost in blocks of one batch)."""
+        if not self._bank:
+            block = draw_counts(self.background, self.modules[0].n_background, BANK_BLOCK_STEPS * self.batch,
+                                mode=self.modules[0].mode, generator=self.bank_generator)
+            self._bank = list(block.split(self.batch))
+        return self._bank.pop()
 
     def _inputs(self, n: int, bank: torch.Tensor) -> torch.Tensor:
-        """A buffer for the step's inputs (n, batch, columns), allocated once at the full bin count: a fresh one
-        every step costs the kernel's page faults (~40k per step at 180 networks)."""
+        """A buffer for the step's inputs (n, batch, C), allocated once: a fresh one every step costs the kernel's
+        page faults (~40k per step at 180 networks)."""
         size = n * bank.numel()
         if self._buffer is None or self._buffer.numel() < size:
-            self._buffer = torch.empty(n * bank.shape[0] * self.modules[0].pools["background"].train.n_bins,
-                                       device=bank.device)
+            self._buffer = torch.empty(size, device=bank.device)
         return self._buffer[:size].view(n, *bank.shape)
 
     def validate(self, model: StackedDNN, active: list[Network], epoch: int, train_loss: torch.Tensor) -> None:
@@ -343,10 +355,11 @@ class GridTrainer:
             inputs, columns = self.validation[p]
             logits = stacked_logits(model, inputs, slice(start, end), columns)
             labels = self.modules[p].sets["val"].y
+            losses = F.binary_cross_entropy_with_logits(logits, labels.expand_as(logits), reduction="none").mean(1)
+            aucs = row_aucs(torch.sigmoid(logits), labels).float()  # as a single run's BinaryAUROC: probabilities, float32
             for k, network in enumerate(active[start:end]):
-                loss = float(F.binary_cross_entropy_with_logits(logits[k], labels))
-                auc = float(binary_auroc(torch.sigmoid(logits[k]), labels.long()))
-                metrics = {"train/loss": float(train_loss[start + k]), "val/loss": loss, "val/auc": auc}
+                metrics = {"train/loss": float(train_loss[start + k]), "val/loss": float(losses[k]),
+                           "val/auc": float(aucs[k])}
                 if network.record(epoch, metrics, self.rule):
                     network.best_state = model.network_state(start + k, network.net)
             start = end

@@ -102,14 +102,27 @@ def auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
     """ROC AUC as the Mann-Whitney statistic with average ranks: ties count one half, so a
     constant score gives exactly 0.5. Any real scores (no squashing into [0, 1], which
     would turn distinct large scores into ties)."""
-    scores, positive = scores.detach().double().flatten(), labels.detach().flatten() > 0.5
+    return float(row_aucs(scores.detach().flatten().unsqueeze(0), labels)[0])
+
+
+def row_aucs(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The AUC (:func:`auc`) of every row of ``scores`` (k, H) against the same ``labels`` (H,): (k,) float64, one
+    sort for all rows (the grid trainer's validation of a point's networks)."""
+    scores, positive = scores.detach().double(), labels.detach().flatten() > 0.5
     n_pos = int(positive.sum())
     n_neg = len(positive) - n_pos
     if n_pos == 0 or n_neg == 0:
         raise ValueError(f"an AUC needs both classes; got {n_pos} positive and {n_neg} negative examples")
-    _, inverse, ties = torch.unique(scores, sorted=True, return_inverse=True, return_counts=True)
-    average_rank = torch.cumsum(ties, 0).double() - (ties.double() - 1) / 2  # 1-based
-    rank_sum = average_rank[inverse[positive]].sum().item()
+    ordered, order = scores.sort(dim=1)
+    index = torch.arange(scores.shape[1], device=scores.device).expand_as(order)
+    starts = torch.ones_like(order, dtype=torch.bool)
+    starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]  # a run of tied scores begins
+    ends = torch.ones_like(starts)
+    ends[:, :-1] = starts[:, 1:]
+    first = torch.where(starts, index, 0).cummax(dim=1).values  # of the tie run (0-based)
+    last = torch.where(ends, index, scores.shape[1]).flip(1).cummin(dim=1).values.flip(1)
+    average_rank = (first + last).double() / 2 + 1
+    rank_sum = (average_rank * positive[order]).sum(dim=1)
     return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 

@@ -161,6 +161,17 @@ class EventPool:
         return EventPool(self.name, self.split, self.bin_index.to(device), self.features.to(device),
                          self.event_id.to(device), self.n_bins)
 
+    def on_bins(self, bins: torch.Tensor) -> EventPool:
+        """The same events, each bin renumbered as its position in ``bins`` (which must hold every bin an event
+        is in): a histogram drawn from it is the columns ``bins`` of the same histogram drawn from this pool."""
+        position = torch.full((self.n_bins,), -1, dtype=torch.int64, device=self.device)
+        position[bins] = torch.arange(len(bins), device=self.device)
+        index = position[self.bin_index.long()]
+        if bool((index < 0).any()):
+            raise ValueError(f"on_bins: events of pool {self.name}/{self.split} lie outside the given bins")
+        return EventPool(self.name, self.split, index.to(self.bin_index.dtype), self.features, self.event_id,
+                         len(bins))
+
 
 @dataclass
 class SamplePools:
