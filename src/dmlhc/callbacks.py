@@ -42,7 +42,8 @@ class HistogramEarlyStopping(EarlyStopping):
     def _run_early_stopping_check(self, trainer: pl.Trainer) -> None:
         super()._run_early_stopping_check(trainer)
         current = trainer.callback_metrics.get(self.monitor)
-        if self.monitor == "val/auc" and current is not None and float(current) >= 1.0 and not trainer.fast_dev_run:
+        if self.monitor == "val/auc" and current is not None and float(current) >= 1.0 \
+                and not getattr(trainer, "fast_dev_run", False):
             # (Lightning's stopping_threshold compares strictly, so a threshold of 1 would never stop)
             trainer.should_stop = True
             trainer.fit_loop.min_epochs = 0  # the Trainer's min_epochs would add epochs that change nothing

@@ -356,7 +356,7 @@ class GridTrainer:
             logits = stacked_logits(model, inputs, slice(start, end), columns)
             labels = self.modules[p].sets["val"].y
             losses = F.binary_cross_entropy_with_logits(logits, labels.expand_as(logits), reduction="none").mean(1)
-            aucs = row_aucs(torch.sigmoid(logits), labels).float()  # as a single run's BinaryAUROC: probabilities, float32
+            aucs = row_aucs(torch.sigmoid(logits), labels).float()  # as a single run's BinaryAUROC (float32)
             for k, network in enumerate(active[start:end]):
                 metrics = {"train/loss": float(train_loss[start + k]), "val/loss": float(losses[k]),
                            "val/auc": float(aucs[k])}
