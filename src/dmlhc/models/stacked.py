@@ -68,25 +68,26 @@ class StackedDNN(nn.Module):
     def n_networks(self) -> int:
         return self.weights[0].shape[0]
 
-    def _first_layer(self, part: slice) -> tuple[torch.Tensor, torch.Tensor]:
+    def _first_layer(self, part: slice, columns: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Weight (n, in, out[+1]) and bias (n, 1, out[+1]) of the first layer of networks ``part``, the
-        standardisation folded in, the skip path as the last column."""
+        standardisation folded in, the skip path as the last column; the weight's rows ``columns`` only, if given
+        (the bias holds every input's standardisation offset)."""
         weight, bias = self.weights[0][part], self.biases[0][part]
         if self.has_skip:
             weight = torch.cat([weight, self.skip_weight[part]], 2)
             bias = torch.cat([bias, self.skip_bias[part]], 2)
         scale = 1.0 / self.std[part]
-        folded = weight * scale.unsqueeze(2)
-        return folded, bias - torch.bmm((self.mean[part] * scale).unsqueeze(1), weight)
+        bias = bias - torch.bmm((self.mean[part] * scale).unsqueeze(1), weight)
+        if columns is not None:
+            weight, scale = weight.index_select(1, columns), scale.index_select(1, columns)
+        return weight * scale.unsqueeze(2), bias
 
     def forward(self, x: torch.Tensor, networks: slice = slice(None), columns: torch.Tensor | None = None
                 ) -> torch.Tensor:
         """Logits (n, H) of the networks ``networks`` (default all) on inputs (G, H, ...) shared by consecutive
         groups of n / G of them; with ``columns``, inputs (G, H, C) hold only those input bins, all others being 0
         (the first layer then multiplies C rows instead of every bin's)."""
-        weight, bias = self._first_layer(networks)
-        if columns is not None:
-            weight = weight.index_select(1, columns)
+        weight, bias = self._first_layer(networks, columns)
         n, groups, hist, out = weight.shape[0], x.shape[0], x.shape[1], weight.shape[2]
         if n % groups:
             raise ValueError(f"{groups} input groups for {n} networks: the networks must be a multiple of the groups")
