@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     args, overrides = study_arguments(__doc__, "cnn_vs_dnn", argv, more)
     if not args.collect_only:
         train(args.name, overrides)
-    rows = join(collect(args.name), collect(args.reference))
+    rows = join(collect(args.name, trained_by="cnn_vs_dnn.py"), collect(args.reference))
     if not rows:
         raise SystemExit(f"cnn_vs_dnn: no CNN point of {args.name!r} has a DNN in {args.reference!r}")
     out = args.out

@@ -44,16 +44,17 @@ COLUMNS = ("signal", "snr", "test/auc", "test/auc_std", "repeats", "test/auc_opt
            "epochs", "run_id")
 
 
-def collect(experiment: str) -> list[dict]:
+def collect(experiment: str, trained_by: str = "grid.py") -> list[dict]:
     """The newest finished run of every (signal, snr) of ``experiment``, as table rows sorted by signal and snr.
 
     A point is a single run (``test/auc``) or, with repeats, the parent of its seeds' runs (``test/auc_mean`` +-
-    ``test/auc_std``, the trimmed statistic); the seeds' own runs are skipped."""
+    ``test/auc_std``, the trimmed statistic); the seeds' own runs are skipped. ``trained_by``: the script under
+    experiments/ that trains it, for the hint when it is missing."""
     client = mlflow.MlflowClient(tracking_uri())
     found = client.get_experiment_by_name(experiment)
     if found is None:
-        raise SystemExit(f"grid: no MLflow experiment {experiment!r} at {tracking_uri()}; train the grid first "
-                         f"(python experiments/grid.py {experiment})")
+        raise SystemExit(f"grid: no MLflow experiment {experiment!r} at {tracking_uri()}; train it first "
+                         f"(python experiments/{trained_by} {experiment})")
     runs = client.search_runs([found.experiment_id], "attributes.status = 'FINISHED'",
                               order_by=["attributes.start_time DESC"], max_results=50000)
     rows: dict[tuple[str, float], dict] = {}

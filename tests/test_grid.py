@@ -59,6 +59,10 @@ def test_grid_collect_only_without_runs_says_what_to_do(tmp_path):
     assert run.returncode == 1
     assert "no MLflow experiment 'fig7_quick'" in run.stderr and "python experiments/grid.py fig7_quick" in run.stderr
     assert "Traceback" not in run.stderr
+    run = subprocess.run([sys.executable, str(ROOT / "experiments" / "cnn_vs_dnn.py"), "--collect-only"],
+                         cwd=tmp_path, env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'm.db'}"},
+                         capture_output=True, text=True)  # a study collected through grid.collect names its own script
+    assert run.returncode == 1 and "python experiments/cnn_vs_dnn.py cnn_vs_dnn" in run.stderr, run.stderr
 
 
 def test_experiment_configs_hold_the_papers_grid_and_its_exact_settings():
