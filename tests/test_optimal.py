@@ -8,7 +8,7 @@ import torch
 from scipy import stats
 from synthetic import synthetic_leading_jets
 
-from dmlhc.data.ensembles import draw_histograms, make_task
+from dmlhc.data.ensembles import draw_histograms, make_task, sample_counts
 from dmlhc.data.pools import build_pools
 from dmlhc.optimal import LikelihoodRatio, auc, bin_probabilities, class_probabilities, optimal_auc, row_aucs
 
@@ -138,6 +138,31 @@ def test_multiclass_gives_one_vs_rest_aucs(pools):
     # SM-only and SM + null look alike: each tells the other apart at 0.5 and SM + signal at ~1
     assert abs(sm_only - 0.75) < 0.05 and abs(null - 0.75) < 0.05
     assert result.auc == pytest.approx((sm_only + signal + null) / 3)
+
+
+def test_many_ratios_in_one_product_score_as_each_alone(pools):
+    """scores_of_many (the pseudo-count scan and the bootstrap replicas in one matrix product, on the occupied bins)
+    gives every ratio's own scores, binary and multiclass; the bootstrap spread is the replicas' AUCs' std."""
+    from dmlhc.optimal import plug_in_likelihood_ratio, scores_of_many
+
+    background = pools["background"].train.bin_counts
+    for task, signals in ((make_task("binary", ["signal"]), ["signal"]),
+                          (make_task("multiclass", ["signal", "null"]), ["signal", "null"])):
+        counts, labels = draw_histograms(task, pools["background"].test, {n: pools[n].test for n in signals}, B, 60,
+                                         300, generator=torch.Generator().manual_seed(5))
+        ratios = [plug_in_likelihood_ratio(task, background, {n: pools[n].train.bin_counts for n in signals}, B, 60,
+                                           alpha) for alpha in (0.1, 2.0, 50.0)]
+        for together, ratio in zip(scores_of_many(ratios, counts), ratios):
+            torch.testing.assert_close(together, ratio.scores(counts), rtol=1e-12, atol=1e-9)
+    counts, labels, task, n_signal = _test_set(pools, "signal", 0.5)
+    result = _optimal(pools, "signal", 0.5, n_bootstrap=5, generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)  # the replicas optimal_auc draws: background's, then signal's
+    signal = pools["signal"].train.bin_counts
+    replicas = [sample_counts(c, int(c.sum()), 5, mode="multinomial", generator=generator)
+                for c in (background, signal)]
+    alone = [optimal_auc(counts, labels, task, replicas[0][b], {"signal": replicas[1][b]}, B, n_signal).auc
+             for b in range(5)]
+    assert result.std == pytest.approx(float(torch.tensor(alone).std()), rel=1e-9) and result.std > 0
 
 
 def test_bootstrap_over_pools_gives_a_small_reproducible_spread(pools):

@@ -58,7 +58,6 @@ import lightning.pytorch as pl
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.nn import functional as F
-from torchmetrics.functional.classification import binary_auroc
 
 from dmlhc.callbacks import averaging_decay
 from dmlhc.config import instantiate, integer, number, prepare_process
@@ -389,18 +388,18 @@ def occupied_inputs(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_point(module: EnsembleDataModule, networks: list[Network], cfg: DictConfig) -> None:
-    """test/auc of every network of a point with its best weights; the point's optimum beside it."""
+    """test/auc of every network of a point with its best weights, stacked (one product per chunk of the test set,
+    on the bins it occupies), as a single run's BinaryAUROC; the point's optimum beside it."""
     test = module.sets["test"]
     optimum = optimum_metrics(module, cfg)
     for network in networks:
-        net = network.net.to(test.x.device)
         if network.best_state:
-            net.load_state_dict(network.best_state)
-        net.eval()
-        with torch.no_grad():
-            scores = torch.cat([torch.sigmoid(net(test.x[i: i + EVAL_CHUNK]).squeeze(-1))
-                                for i in range(0, len(test.x), EVAL_CHUNK)])
-        network.test = {"test/auc": float(binary_auroc(scores, test.y.long()))} | optimum
+            network.net.load_state_dict(network.best_state)
+    model = StackedDNN([n.net for n in networks]).to(test.x.device).eval()
+    inputs, columns = occupied_inputs(test.x)
+    aucs = row_aucs(torch.sigmoid(stacked_logits(model, inputs, slice(None), columns)), test.y).float()
+    for network, value in zip(networks, aucs):
+        network.test = {"test/auc": float(value)} | optimum
 
 
 def optimum_metrics(module: EnsembleDataModule, cfg: DictConfig) -> dict[str, float]:

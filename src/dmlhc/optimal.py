@@ -73,20 +73,44 @@ class LikelihoodRatio:
 
     def log_likelihoods(self, counts: torch.Tensor) -> torch.Tensor:
         """log L_c (H, n_classes) of count histograms (H, n_bins), or of single events given their bin (H,)."""
-        columns = []
-        for log_r in self.log_probabilities:
-            terms = log_r.T[counts.long()] if counts.ndim == 1 else counts.double() @ log_r.T  # (H, n_hypotheses)
-            columns.append(torch.logsumexp(terms, dim=1) - math.log(len(log_r)))
-        return torch.stack(columns, dim=1)
+        if counts.ndim == 1:
+            return self.from_terms(torch.cat([log_r.T[counts.long()] for log_r in self.log_probabilities], dim=1))
+        return self.from_terms(counts.double() @ self.log_matrix().T)
+
+    def log_matrix(self) -> torch.Tensor:
+        """Every class's hypotheses' log bin probabilities as rows (n_hypotheses in all, n_bins)."""
+        return torch.cat(self.log_probabilities)
+
+    def from_terms(self, terms: torch.Tensor) -> torch.Tensor:
+        """log L_c (H, n_classes) from the histograms' log probability under every hypothesis (H, n_hypotheses)."""
+        sizes = [len(log_r) for log_r in self.log_probabilities]
+        return torch.stack([torch.logsumexp(t, dim=1) - math.log(t.shape[1]) for t in terms.split(sizes, dim=1)], 1)
 
     def scores(self, counts: torch.Tensor) -> torch.Tensor:
         """t = log L_1 - log L_0 (H,) for two classes; one-vs-rest log odds (H, n_classes) for more."""
-        log_l = self.log_likelihoods(counts)
-        if log_l.shape[1] == 2:
-            return log_l[:, 1] - log_l[:, 0]
-        others = torch.stack([torch.logsumexp(torch.cat([log_l[:, :c], log_l[:, c + 1 :]], dim=1), dim=1)
-                              for c in range(log_l.shape[1])], dim=1)
-        return log_l - others
+        return odds(self.log_likelihoods(counts))
+
+
+def odds(log_l: torch.Tensor) -> torch.Tensor:
+    """The scores of class log likelihoods (H, n_classes): log L_1 - log L_0 (H,) for two classes, one-vs-rest log
+    odds (H, n_classes) for more."""
+    if log_l.shape[1] == 2:
+        return log_l[:, 1] - log_l[:, 0]
+    others = torch.stack([torch.logsumexp(torch.cat([log_l[:, :c], log_l[:, c + 1 :]], dim=1), dim=1)
+                          for c in range(log_l.shape[1])], dim=1)
+    return log_l - others
+
+
+def scores_of_many(ratios: Sequence[LikelihoodRatio], data: torch.Tensor) -> list[torch.Tensor]:
+    """The scores of several likelihood ratios on the same data, as each one's :meth:`LikelihoodRatio.scores`: for
+    count histograms one matrix product for all of them, on the bins some histogram occupies (the pseudo-count
+    scan and the bootstrap replicas of the optimum)."""
+    if data.ndim == 1:
+        return [ratio.scores(data) for ratio in ratios]
+    occupied = torch.nonzero((data != 0).any(dim=0)).squeeze(1)
+    matrices = [ratio.log_matrix() for ratio in ratios]
+    terms = data[:, occupied].double() @ torch.cat(matrices)[:, occupied].T
+    return [odds(ratio.from_terms(t)) for ratio, t in zip(ratios, terms.split([len(m) for m in matrices], dim=1))]
 
 
 def plug_in_likelihood_ratio(task: Task, background_counts: torch.Tensor, signal_counts: Mapping[str, torch.Tensor],
@@ -152,29 +176,33 @@ def optimal_auc(data: torch.Tensor, labels: torch.Tensor, task: Task, background
     index (H,) of single events (then pass n_background=0, n_signal=1). Probabilities come from the train
     pools' bin counts; ``n_bootstrap`` > 0 also resamples those pools (multinomially) to give a spread."""
 
-    if data.ndim == 2:
-        data = data.double()  # once, not for every replica (the scorer works in float64)
+    def ratio(background, signals):
+        return plug_in_likelihood_ratio(task, background, signals, n_background, n_signal, pseudo_count)
 
-    def evaluate(background, signals):
-        scores = plug_in_likelihood_ratio(task, background, signals, n_background, n_signal, pseudo_count).scores(data)
-        if scores.ndim == 1:
-            return auc(scores, labels), None, scores
-        per_class = one_vs_rest_aucs(scores, labels)
-        return sum(per_class) / len(per_class), tuple(per_class), scores
+    ratios = [ratio(background_counts, signal_counts)]
+    if n_bootstrap > 0:
+        def resample(counts):
+            return sample_counts(counts, int(counts.sum()), n_bootstrap, mode="multinomial", generator=generator)
 
-    central, per_class, scores = evaluate(background_counts, signal_counts)
+        background_replicas = resample(background_counts)
+        signal_replicas = {name: resample(c) for name, c in signal_counts.items()}
+        ratios += [ratio(background_replicas[b], {name: r[b] for name, r in signal_replicas.items()})
+                   for b in range(n_bootstrap)]
+    scores = scores_of_many(ratios, data)
+    aucs, per_class = scores_aucs(scores, labels)
     if n_bootstrap <= 0:
-        return OptimalAUC(central, per_class=per_class, scores=scores)
+        return OptimalAUC(aucs[0], per_class=per_class, scores=scores[0])
+    replicas = torch.tensor(aucs[1:])
+    return OptimalAUC(aucs[0], replicas.std().item() if n_bootstrap > 1 else 0.0, n_bootstrap, per_class, scores[0])
 
-    def resample(counts):
-        return sample_counts(counts, int(counts.sum()), n_bootstrap, mode="multinomial", generator=generator)
 
-    background_replicas = resample(background_counts)
-    signal_replicas = {name: resample(c) for name, c in signal_counts.items()}
-    replicas = [evaluate(background_replicas[b], {name: r[b] for name, r in signal_replicas.items()})[0]
-                for b in range(n_bootstrap)]
-    return OptimalAUC(central, torch.tensor(replicas).std().item() if n_bootstrap > 1 else 0.0, n_bootstrap, per_class,
-                      scores)
+def scores_aucs(scores: Sequence[torch.Tensor], labels: torch.Tensor) -> tuple[list[float], tuple[float, ...] | None]:
+    """The AUC of each score set (binary: one sort for all; more classes: the mean of the one-vs-rest AUCs) and the
+    first set's per-class AUCs (None for two classes)."""
+    if scores[0].ndim == 1:
+        return row_aucs(torch.stack(scores), labels).tolist(), None
+    per_class = [one_vs_rest_aucs(s, labels) for s in scores]
+    return [sum(c) / len(c) for c in per_class], tuple(per_class[0])
 
 
 def choose_pseudo_count(data: torch.Tensor, labels: torch.Tensor, task: Task, background_counts: torch.Tensor,
@@ -182,7 +210,8 @@ def choose_pseudo_count(data: torch.Tensor, labels: torch.Tensor, task: Task, ba
                         candidates: Sequence[float] = PSEUDO_COUNTS) -> float:
     """The pseudo-count of ``candidates`` whose plug-in statistic has the highest AUC on ``data`` (a validation
     set, never the test set); the smallest one among equals."""
-    data = data.double() if data.ndim == 2 else data  # once for all candidates
-    aucs = [optimal_auc(data, labels, task, background_counts, signal_counts, n_background, n_signal,
-                        pseudo_count=alpha).auc for alpha in candidates]
+    def ratio(alpha):
+        return plug_in_likelihood_ratio(task, background_counts, signal_counts, n_background, n_signal, alpha)
+
+    aucs, _ = scores_aucs(scores_of_many([ratio(alpha) for alpha in candidates], data), labels)
     return float(candidates[max(range(len(aucs)), key=lambda k: (aucs[k], -k))])

@@ -35,6 +35,7 @@ crossover measured on a CPU by experiments/bench_ensembles.py).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -315,10 +316,8 @@ def draw_nested_counts(pool: EventPool, sizes: Sequence[int], n_histograms: int,
         subsets = "permutation" if 4 * largest * n_histograms >= len(pool) else "redraw"
         events = draw_event_indices(len(pool), largest, n_histograms, mode=mode, generator=generator, device=device,
                                     subsets=subsets)
-        bounds = torch.tensor(ascending, device=device)
-        segment = torch.searchsorted(bounds, torch.arange(largest, device=device), right=True)  # first size > column
-        rows = torch.arange(n_histograms, device=device).unsqueeze(1)
-        flat = ((segment.unsqueeze(0) * n_histograms + rows) * n_bins + pool.bin_index[events].long()).reshape(-1)
+        offsets = _nested_offsets(tuple(ascending), n_histograms, n_bins, device)
+        flat = (pool.bin_index[events].to(offsets.dtype) + offsets).view(-1)
         counts = torch.zeros(n_sizes * n_histograms * n_bins, dtype=torch.float32, device=device)
         counts.index_add_(0, flat, torch.ones(1, dtype=torch.float32, device=device).expand(flat.numel()))
         nested = counts.view(n_sizes, n_histograms, n_bins).cumsum(0)
@@ -327,6 +326,18 @@ def draw_nested_counts(pool: EventPool, sizes: Sequence[int], n_histograms: int,
     result = torch.empty_like(nested)
     result[torch.tensor(order, device=device)] = nested
     return result
+
+
+@functools.lru_cache(maxsize=8)
+def _nested_offsets(ascending: tuple[int, ...], n_histograms: int, n_bins: int, device: torch.device) -> torch.Tensor:
+    """Where event column k of histogram h counts in :func:`draw_nested_counts`'s (sizes, H, n_bins) increments: at
+    ((the first size > k) * H + h) * n_bins, (H, largest); int32 where it fits (half the traffic of int64). Kept:
+    a grid asks for the same sizes at every step."""
+    segment = torch.searchsorted(torch.tensor(ascending, device=device), torch.arange(ascending[-1] if ascending else 0,
+                                 device=device), right=True)
+    rows = torch.arange(n_histograms, device=device).unsqueeze(1)
+    dtype = torch.int32 if len(ascending) * n_histograms * n_bins < 2**31 else torch.int64
+    return ((segment.unsqueeze(0) * n_histograms + rows) * n_bins).to(dtype)
 
 
 def draw_mixture(background: EventPool, signal: EventPool | None, n_background: int, n_signal: int,
