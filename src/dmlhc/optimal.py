@@ -200,7 +200,7 @@ def scores_aucs(scores: Sequence[torch.Tensor], labels: torch.Tensor) -> tuple[l
     """The AUC of each score set (binary: one sort for all; more classes: the mean of the one-vs-rest AUCs) and the
     first set's per-class AUCs (None for two classes)."""
     if scores[0].ndim == 1:
-        return row_aucs(torch.stack(scores), labels).tolist(), None
+        return row_aucs(torch.stack(list(scores)), labels).tolist(), None
     per_class = [one_vs_rest_aucs(s, labels) for s in scores]
     return [sum(c) / len(c) for c in per_class], tuple(per_class[0])
 
