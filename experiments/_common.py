@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -59,11 +60,63 @@ def composed(name: str, overrides: Sequence[str] = ()) -> DictConfig:
         return compose("train", overrides=[f"experiment={name}", *overrides])
 
 
-def train(name: str, overrides: Sequence[str]) -> None:
-    """Every job of conf/experiment/NAME.yaml: one ``python train.py experiment=NAME <overrides> -m`` process."""
-    command = [sys.executable, str(ROOT / "train.py"), f"experiment={name}", *overrides, "-m"]
-    print("+", " ".join(command), flush=True)
-    subprocess.run(command, check=True)
+def train(name: str, overrides: Sequence[str], jobs: int = 1) -> None:
+    """Every job of conf/experiment/NAME.yaml: one ``python train.py experiment=NAME <overrides> -m`` process; with
+    ``jobs`` > 1, one such process per benchmark of its sweep (``signal=a,b`` in ``overrides`` or the config's
+    ``hydra.sweeper.params.signal``), ``jobs`` of them side by side in that order, after their samples were made
+    one at a time (two processes never generate one sample)."""
+    signals = swept_signals(name, overrides) if jobs > 1 else []
+    if len(signals) < 2:
+        command = [sys.executable, str(ROOT / "train.py"), f"experiment={name}", *overrides, "-m"]
+        print("+", " ".join(command), flush=True)
+        subprocess.run(command, check=True)
+        return
+    rest = [o for o in overrides if not o.startswith("signal=")]
+    for signal in signals:
+        generate_samples(composed(name, [*rest, f"signal={signal}"]))
+    commands = [[sys.executable, str(ROOT / "train.py"), f"experiment={name}", *rest, f"signal={signal}", "-m"]
+                for signal in signals]
+    running: list[subprocess.Popen] = []
+    failed = []
+    for command in commands:
+        while len(running) >= jobs:
+            running, failed = _wait_for_one(running, failed)
+        print("+", " ".join(command), flush=True)
+        running.append(subprocess.Popen(command))
+    while running:
+        running, failed = _wait_for_one(running, failed)
+    if failed:
+        raise subprocess.CalledProcessError(failed[0].returncode, failed[0].args)
+
+
+def swept_signals(name: str, overrides: Sequence[str]) -> list[str]:
+    """The benchmarks a multirun of experiment ``name`` sweeps: ``signal=a,b`` of ``overrides``, else the config's."""
+    given = [o.split("=", 1)[1] for o in overrides if o.startswith("signal=")]
+    if given:
+        return [s for s in given[-1].split(",") if s]
+    config = OmegaConf.load(ROOT / "conf" / "experiment" / f"{name}.yaml")
+    swept = OmegaConf.select(config, "hydra.sweeper.params.signal")
+    return [s.strip() for s in str(swept).split(",") if s.strip()] if swept else []
+
+
+def generate_samples(cfg: DictConfig) -> None:
+    """The generated samples a job of ``cfg`` trains on (background and signal), made now if the cache lacks them."""
+    from dmlhc.data.samples import ensure_generated, is_spec
+
+    generation = OmegaConf.to_container(cfg.generation, resolve=True)
+    for spec in (cfg.data.background, cfg.data.signal):
+        source = OmegaConf.to_container(spec, resolve=True)
+        if is_spec(source):
+            ensure_generated(source, generation, str(cfg.paths.samples))
+
+
+def _wait_for_one(running: list[subprocess.Popen], failed: list[subprocess.Popen]
+                  ) -> tuple[list[subprocess.Popen], list[subprocess.Popen]]:
+    """Wait until one of ``running`` ends; the ones still running and the failed ones so far."""
+    while all(p.poll() is None for p in running):
+        time.sleep(1)
+    ended = [p for p in running if p.returncode is not None]
+    return [p for p in running if p.returncode is None], failed + [p for p in ended if p.returncode != 0]
 
 
 def newest_runs(experiment: str, by: Sequence[str], where: str = "", needs: str = "test/auc") -> list[Run]:

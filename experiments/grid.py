@@ -1,6 +1,6 @@
 """A grid of trainings over benchmarks x S/sqrt(B), collected from MLflow into a table and a figure.
 
-    python experiments/grid.py fig7                 # train every point, then collect (hours on 2 cores)
+    python experiments/grid.py fig7 --jobs 2        # train every point, two benchmarks at a time, then collect
     python experiments/grid.py fig7 -- repeats=5    # extra overrides for train.py after --
     python experiments/grid.py fig7_quick           # two benchmarks, two S/sqrt(B), B = 2000 (minutes)
     python experiments/grid.py fig7 --collect-only  # only collect what MLflow holds
@@ -8,7 +8,8 @@
 
 Training is ``python train.py experiment=NAME -m`` (conf/experiment/NAME.yaml lists the
 benchmarks in ``hydra.sweeper.params`` and the S/sqrt(B) values in ``grid.snr``: one grid
-job per benchmark, :mod:`dmlhc.grid`; every network is one MLflow run in the experiment of
+job per benchmark, :mod:`dmlhc.grid`; with ``--jobs N`` one process per benchmark, N side by side, each on
+one thread, after the samples were made one at a time); every network is one MLflow run in the experiment of
 the same name, a point with repeats one parent run of its seeds). Collection reads, with
 MLflow's client, the newest finished run of every (signal, snr) and writes ``experiments/results/NAME/`` (or --out):
 
@@ -120,11 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("name", help="an experiment config: conf/experiment/NAME.yaml (e.g. fig7, fig7_quick)")
     parser.add_argument("--collect-only", action="store_true", help="do not train; collect what MLflow holds")
     parser.add_argument("--out", type=Path, help="output folder (default experiments/results/NAME)")
+    parser.add_argument("--jobs", type=int, default=1, help="benchmarks trained side by side, one process each "
+                        "(one per CPU core: a grid job trains on one thread)")
     args = parser.parse_args(argv)
     if not (ROOT / "conf" / "experiment" / f"{args.name}.yaml").is_file():
         parser.error(f"no experiment config conf/experiment/{args.name}.yaml")
     if not args.collect_only:
-        train(args.name, overrides)
+        train(args.name, overrides, jobs=args.jobs)
     rows = collect(args.name)
     if not rows:
         raise SystemExit(f"grid: experiment {args.name!r} has no finished runs with test/auc")

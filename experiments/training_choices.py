@@ -64,7 +64,7 @@ def train_variant(dm: EnsembleDataModule, standardise: bool, skip: bool, lr: flo
     val_auc = 0.5
     generator = torch.Generator().manual_seed(seed)  # the same training stream for every variant
     for step in range(1, steps + 1):
-        x, y = dm._train_block(256, generator)
+        x, y = dm.training_inputs(256, generator)
         loss = F.binary_cross_entropy_with_logits(net(x).squeeze(-1), y)
         optimiser.zero_grad()
         loss.backward()

@@ -100,10 +100,11 @@ class TrainedGrid:
 
 @pytest.fixture(scope="session")
 def quick_grid(tmp_path_factory, session_cache) -> TrainedGrid:
-    """``python experiments/grid.py fig7_quick`` (minutes: Pythia samples, 20 networks), once per session in a store
-    of its own; the tests of the grid and of the studies on its networks share it."""
+    """``python experiments/grid.py fig7_quick --jobs 2`` (minutes: Pythia samples, 20 networks; its two benchmarks
+    side by side), once per session in a store of its own; the tests of the grid and of the studies on its networks
+    share it."""
     folder = tmp_path_factory.mktemp("fig7_quick")
     store, out = f"sqlite:///{folder / 'mlflow.db'}", folder / "results"
-    process = run_script("experiments/grid.py", "fig7_quick", "--out", str(out), cwd=folder, store=store,
+    process = run_script("experiments/grid.py", "fig7_quick", "--jobs", "2", "--out", str(out), cwd=folder, store=store,
                          cache=session_cache)
     return TrainedGrid(folder, store, out, process, session_cache)

@@ -36,9 +36,15 @@ def test_quick_grid_reaches_the_optimum_and_is_collected(quick_grid):
         assert medium > small
     assert (out / "auc_vs_snr.png").stat().st_size > 10_000
     assert "largest gap" in run.stdout
-    (jobs,) = (quick_grid.folder / "outputs" / "multiruns").glob("*/*/results.csv")  # the multirun's table
-    with open(jobs) as table:
-        assert [r["status"].split(", largest gap")[0] for r in csv.DictReader(table)] == ["grid: 10 networks"] * 2
+    # --jobs 2: one multirun per benchmark, side by side, each with its table; the samples made before them
+    commands = [line for line in run.stdout.splitlines() if line.startswith("+ ")]
+    assert [c.split()[-2:] for c in commands] == [["signal=spin0_onshell", "-m"], ["signal=spin2_onshell", "-m"]]
+    jobs = sorted((quick_grid.folder / "outputs" / "multiruns").glob("*/*/results.csv"))
+    statuses = []
+    for path in jobs:
+        with open(path) as table:
+            statuses += [r["status"].split(", largest gap")[0] for r in csv.DictReader(table)]
+    assert statuses == ["grid: 10 networks"] * 2
 
     client = mlflow.MlflowClient(store)
     experiment = client.get_experiment_by_name("fig7_quick")

@@ -403,7 +403,7 @@ class EnsembleDataModule(pl.LightningDataModule):
         mean, std = self._feature_scale
         return (raw - mean) / std
 
-    def _train_block(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def training_inputs(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` fresh training inputs and labels (shuffled; balanced over components in total)."""
         mode = "multinomial" if self.task.name == "event" else self.mode  # fresh single events: with replacement
         raw, y, _ = self._draw("train", n, mode, generator)
@@ -423,7 +423,7 @@ class EnsembleDataModule(pl.LightningDataModule):
         generator = self._new_train_generator()
         if self.dataset == "paper":
             return _loader(_FixedBatches(self.sets["train"], self.batch_size, generator))
-        return _loader(_BatchStream(lambda n: self._train_block(n, generator), self.batch_size, self.steps_per_epoch,
+        return _loader(_BatchStream(lambda n: self.training_inputs(n, generator), self.batch_size, self.steps_per_epoch,
                                     self.draw_ahead))
 
     def val_dataloader(self) -> DataLoader:

@@ -57,19 +57,27 @@ TABLE_COLUMNS = ("sample", "tv_pt", "tv_eta", "tv_phi", "mean_pt", "pt_q10", "pt
                  "invisible_mass_q10", "invisible_mass_median", "invisible_mass_q90")
 
 
-def distances_to_sm(samples: dict[str, EventSample]) -> dict[str, dict[str, float]]:
-    """Total-variation distance of each sample's pT, eta and phi histograms to the SM's."""
+def histograms_of(samples: dict[str, EventSample]) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
+    """The common bin edges of the samples and each sample's unit-area pT, eta and phi histograms on them."""
     edges = bin_edges(samples)
-    hists = {name: normalised_histograms(s, edges) for name, s in samples.items()}
+    return edges, {name: normalised_histograms(s, edges) for name, s in samples.items()}
+
+
+def distances_to_sm(samples: dict[str, EventSample],
+                    hists: dict[str, dict[str, np.ndarray]] | None = None) -> dict[str, dict[str, float]]:
+    """Total-variation distance of each sample's pT, eta and phi histograms to the SM's (``hists``: those
+    histograms, if :func:`histograms_of` made them already)."""
+    hists = hists if hists is not None else histograms_of(samples)[1]
     return {name: {var: round(0.5 * float(np.abs(h[var] - hists["sm"][var]).sum()), 4) for var in AXES}
             for name, h in hists.items()}
 
 
-def kinematics_table(samples: dict[str, EventSample]) -> list[dict]:
+def kinematics_table(samples: dict[str, EventSample],
+                     hists: dict[str, dict[str, np.ndarray]] | None = None) -> list[dict]:
     """One row per sample (:data:`TABLE_COLUMNS`): distances to the SM, leading-jet pT (GeV) mean and 10/50/90%
     quantiles, mean |eta|, and the invisible-mass quantiles (GeV) the generator recorded (nan for the SM)."""
     rows = []
-    for name, distances in distances_to_sm(samples).items():
+    for name, distances in distances_to_sm(samples, hists).items():
         jet = samples[name].leading_jet()
         q10, median, q90 = np.quantile(jet["pt"], [0.1, 0.5, 0.9])
         invisible = samples[name].metadata.get("invisible_mass_quantiles_gev") or {}
@@ -106,8 +114,7 @@ def plot_kinematics(samples: dict[str, EventSample], out_dir: str | Path, title:
     """Write one PNG per framework and ``kinematics.csv`` (:func:`kinematics_table`); returns the paths written."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    edges = bin_edges(samples)
-    hists = {name: normalised_histograms(s, edges) for name, s in samples.items()}
+    edges, hists = histograms_of(samples)
     groups: dict[str, list[str]] = {}
     for name in samples:
         if name != "sm":
@@ -115,5 +122,5 @@ def plot_kinematics(samples: dict[str, EventSample], out_dir: str | Path, title:
     written = [save(kinematics_figure(hists, edges, names, f"{framework}: {title}" if title else framework),
                     out_dir / f"kinematics_{framework}.png")
                for framework, names in groups.items()]
-    written.append(write_csv(kinematics_table(samples), TABLE_COLUMNS, out_dir / "kinematics.csv", exact=()))
+    written.append(write_csv(kinematics_table(samples, hists), TABLE_COLUMNS, out_dir / "kinematics.csv", exact=()))
     return written
