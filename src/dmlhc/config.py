@@ -85,9 +85,15 @@ def silence_known_noise() -> None:
 
 def prepare_process(cfg: DictConfig) -> None:
     """What every job (train, eval) sets up in its process first: Lightning's known noise silenced, torch's
-    intra-op threads (``torch_threads``; null: torch's default)."""
-    silence_known_noise()
-    if cfg.get("torch_threads"):
-        import torch
+    intra-op threads (``torch_threads``; null: torch's default), and denormal floats flushed to zero on the CPU.
 
+    The flush matters: with the L2 penalty, Adam's first moment of a weight no histogram reaches (a bin no train
+    event fills) decays geometrically into denormal floats after ~2500 steps (~60 epochs), which a CPU handles
+    ~20x slower (measured: a fused Adam step of 18 stacked networks went from 0.6 to 13.9 ms; a grid epoch of ~100
+    networks from ~8 to 17 s). Below 1.2e-38 nothing a network computes changes."""
+    import torch
+
+    silence_known_noise()
+    torch.set_flush_denormal(True)
+    if cfg.get("torch_threads"):
         torch.set_num_threads(integer("torch_threads", cfg.torch_threads, minimum=1))
