@@ -21,10 +21,10 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from dmlhc.data.ensembles import draw_event_indices
+from dmlhc.data.ensembles import composed_scales, draw_event_indices, normalise
 from dmlhc.models.architectures import HistogramDNN
 from dmlhc.models.classifier import make_optimiser
-from dmlhc.models.stacked import StackedDNN, select_networks
+from dmlhc.models.stacked import ComposedInputs, StackedDNN, select_networks
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPE = (6, 5)
@@ -59,6 +59,40 @@ def test_stacked_networks_give_each_network_its_own_logits():
         back = HistogramDNN(SHAPE)
         back.load_state_dict(stack.network_state(i, back))
         assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), net.state_dict().values()))
+
+
+def _composed(n: int, hist: int, columns: torch.Tensor, how: str) -> tuple[ComposedInputs, torch.Tensor]:
+    """Composed inputs of n networks in 3 points (2 of them with additions that raise rows' maxima) and the same
+    inputs built: bank rows in each network's order plus its point's additions, normalised."""
+    generator = torch.Generator().manual_seed(5)
+    bank = torch.poisson(torch.full((hist, len(columns)), 40.0), generator=generator)
+    bank[:, 3] += 30  # a peak bin, as a histogram's low-pT bins
+    additions = torch.stack([torch.poisson(torch.full(bank.shape, rate), generator=generator)
+                             for rate in (0.0, 1.0, 25.0)])
+    orders = torch.stack([torch.randperm(hist, generator=generator) for _ in range(n)])
+    groups = ((0, slice(0, 2)), (1, slice(2, 3)), (2, slice(3, n)))
+    built = torch.zeros(n, hist, SHAPE[0] * SHAPE[1])
+    for p, part in groups:
+        built[part, :, columns] = normalise(bank[orders[part]] + additions[p], how)
+    return ComposedInputs(bank, orders, additions, groups, composed_scales(bank, orders, additions, groups, how)), built
+
+
+@pytest.mark.parametrize("how", ["max", "sum", "none"])
+def test_composed_inputs_train_the_stack_as_the_inputs_they_compose(how):
+    columns = torch.tensor([0, 2, 3, 5, 7, 11, 12, 17, 20, 29])  # the bins the pools fill; the others stay 0
+    composed, built = _composed(5, 12, columns, how)
+    assert composed.scales.shape == (5, 12)
+    results = []
+    for x, bins in ((composed, columns), (built[..., columns], columns), (built.view(5, 12, *SHAPE), None)):
+        stack = StackedDNN(_networks(5, dropout=0.0))
+        logits = stack(x, columns=bins)
+        logits.square().sum().backward()
+        results.append((logits.detach(), [p.grad for p in stack.parameters()]))
+    for logits, grads in results[:2]:  # on the filled bins, composed or built, as on every bin
+        assert torch.allclose(logits, results[2][0], atol=1e-4)
+        assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-4) for a, b in zip(grads, results[2][1]))
+    if how == "max":  # the additions of the largest point move some rows' maxima off the bank's own
+        assert (composed.scales[3:] < 1 / composed.bank.amax(1)[composed.orders[3:]]).any()
 
 
 def _train(stack: StackedDNN, optimiser, x, y, steps: int) -> None:

@@ -46,6 +46,7 @@ def test_row_aucs_give_every_rows_auc_as_torchmetrics_does():
     rows = row_aucs(scores, labels)
     assert [float(rows[k]) for k in range(4)] == [auc(scores[k], labels) for k in range(4)]
     assert rows[2] == 1.0 and rows[3] == 0.5
+    assert float(row_aucs(scores[:1], labels)[0]) == auc(scores[0], labels)  # no ties: ranks are positions
     for k in range(4):
         assert float(rows[k]) == pytest.approx(float(binary_auroc(scores[k], labels.long())), abs=1e-6)
 

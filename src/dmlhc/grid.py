@@ -32,7 +32,12 @@ an event, which raises a bin's variance by a relative 2 S B / ((B + S) N) for a 
 N events (1e-4 to 1e-2 on the paper's grid, B = 50k, N = 900k); validation and test sets
 are exact. Training histograms are drawn and multiplied on the bins an event of the train pools
 is in (434 of 900 for alp on the paper's binning: most high-pT bins hold none; the others are 0 in every
-input), validation on the bins its set occupies.
+input), validation on the bins its set occupies. The training inputs themselves are never built
+(:class:`~dmlhc.models.stacked.ComposedInputs`): the first layer is linear, so the background batch is
+multiplied with every network's weights in one matrix product, each point's additions with its networks'
+weights, and each network's rows are then taken in its seed's order and divided by their normalisers
+(computed exactly from the parts, :func:`~dmlhc.data.ensembles.composed_scales`). Same numbers as building
+the inputs, to float rounding.
 
 Each network is one MLflow run with the params and metrics of a single run of its point
 (``val/*`` per epoch, ``test/auc`` beside ``test/auc_optimal``, ``best_*``, ``epochs``,
@@ -62,12 +67,12 @@ from torch.nn import functional as F
 from dmlhc.callbacks import averaging_decay
 from dmlhc.config import instantiate, integer, number, prepare_process
 from dmlhc.data.datamodule import EnsembleDataModule, _derive_seed
-from dmlhc.data.ensembles import draw_counts, draw_nested_counts, normalise
+from dmlhc.data.ensembles import composed_scales, draw_counts, draw_nested_counts
 from dmlhc.errors import ConfigError
 from dmlhc.events.cache import atomic_target
 from dmlhc.models.architectures import HistogramDNN, ParametrisedDNN
 from dmlhc.models.classifier import make_optimiser
-from dmlhc.models.stacked import StackedDNN, keep_networks, select_networks
+from dmlhc.models.stacked import ComposedInputs, StackedDNN, keep_networks, select_networks
 from dmlhc.optimal import row_aucs
 from dmlhc.tracking.reporter import pool_params
 from dmlhc.tracking.runs import RunGroup, architecture_name, derived_params, save_checkpoint
@@ -254,7 +259,6 @@ class GridTrainer:
         device = first.device
         self.generators = {seed: torch.Generator(device=device).manual_seed(_derive_seed(seed, "train", 0))
                            for seed in sorted({n.seed for n in networks})}
-        self._buffer: torch.Tensor | None = None
         self._bank: list[torch.Tensor] = []
         # the training histograms on the C bins an event of the train pools is in (the others are 0 in every input)
         background = first.pools["background"].train
@@ -302,11 +306,12 @@ class GridTrainer:
                     keep_networks(averaged, torch.tensor(keep))
                 active = [active[i] for i in keep]
 
-    def batch_of(self, active: list[Network]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Training inputs (N, batch, C) of the active networks, labels (batch,) (the first half SM + signal) and
-        the C bins that an event of the train pools is in (the others are 0 in every input): one
-        background batch of B events per histogram, its rows in an order of each seed's own, plus each point's S
-        signal (or S background) events, nested across the points (:func:`draw_nested_counts`)."""
+    def batch_of(self, active: list[Network]) -> tuple[ComposedInputs, torch.Tensor, torch.Tensor]:
+        """Training inputs of the active networks as parts (:class:`ComposedInputs`, on the C bins that an event of
+        the train pools is in: the others are 0 in every input), labels (batch,) (the first half SM + signal) and
+        those C bins: one background batch of B events per histogram, its rows in an order of each seed's own, plus
+        each point's S signal (or S background) events, nested across the points (:func:`draw_nested_counts`), each
+        histogram normalised."""
         first = self.modules[0]
         half = self.batch // 2
         bank = self._background_batch()
@@ -316,15 +321,18 @@ class GridTrainer:
             draw_nested_counts(self.signal, sizes, half, mode=first.mode, generator=self.addition_generator),
             draw_nested_counts(self.background, sizes, self.batch - half, mode=first.mode,
                                generator=self.addition_generator)], dim=1)
-        orders = {seed: bank[torch.randperm(self.batch, generator=self.generators[seed], device=bank.device)]
+        orders = {seed: torch.randperm(self.batch, generator=self.generators[seed], device=bank.device)
                   for seed in sorted({n.seed for n in active})}
         slot = {p: i for i, p in enumerate(points)}
-        x = self._inputs(len(active), bank)
-        for i, network in enumerate(active):
-            torch.add(orders[network.seed], additions[slot[network.point]], out=x[i])
-        normalise(x, first.normalisation, in_place=True)  # over the occupied bins: the others hold no event
-        y = torch.cat([torch.ones(half), torch.zeros(self.batch - half)]).to(x.device)
-        return x, y, self.columns
+        groups, start = [], 0
+        while start < len(active):  # a point's networks are contiguous
+            end = start + sum(1 for n in active[start:] if n.point == active[start].point)
+            groups.append((slot[active[start].point], slice(start, end)))
+            start = end
+        rows = torch.stack([orders[n.seed] for n in active])
+        scales = composed_scales(bank, rows, additions, groups, first.normalisation)
+        y = torch.cat([torch.ones(half), torch.zeros(self.batch - half)]).to(bank.device)
+        return ComposedInputs(bank, rows, additions, tuple(groups), scales), y, self.columns
 
     def _background_batch(self) -> torch.Tensor:
         """The step's background histograms (batch, C) of B events, from a block drawn for BANK_BLOCK_STEPS steps at
@@ -334,14 +342,6 @@ class GridTrainer:
                                 mode=self.modules[0].mode, generator=self.bank_generator)
             self._bank = list(block.split(self.batch))
         return self._bank.pop()
-
-    def _inputs(self, n: int, bank: torch.Tensor) -> torch.Tensor:
-        """A buffer for the step's inputs (n, batch, C), allocated once: a fresh one every step costs the kernel's
-        page faults (~40k per step at 180 networks)."""
-        size = n * bank.numel()
-        if self._buffer is None or self._buffer.numel() < size:
-            self._buffer = torch.empty(size, device=bank.device)
-        return self._buffer[:size].view(n, *bank.shape)
 
     def validate(self, model: StackedDNN, active: list[Network], epoch: int, train_loss: torch.Tensor) -> None:
         """val/loss and val/auc of every active network on its point's validation set; early stopping and best

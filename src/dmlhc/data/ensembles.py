@@ -102,18 +102,20 @@ def draw_event_indices(pool_size: int, n_draws: int, n_histograms: int, *, mode:
 
 def _distinct_picks(pool_size: int, n_draws: int, n_histograms: int, generator, device) -> torch.Tensor:
     """Uniform K-subsets of range(pool_size) as rows (H, K), in uniformly random order: uniform picks, every
-    repeat of an earlier pick drawn again. The procedure commutes with relabelling the pool, so a row is a uniformly
-    random sequence of K distinct events and any first K' of its columns are a uniform K'-subset."""
+    repeat of an earlier pick drawn again, then every redrawn pick that equals another of its row drawn again
+    until none does (one sort, then K comparisons per redrawn pick). The procedure commutes with relabelling the
+    pool and ends with K distinct events, so a row is a uniformly random sequence of K distinct events and any
+    first K' of its columns are a uniform K'-subset."""
     rows = torch.randint(pool_size, (n_histograms, n_draws), generator=generator, device=device)
-    while True:
-        ordered, where = torch.sort(rows, dim=1, stable=True)  # stable: the first of equal picks comes first
-        repeated = torch.zeros_like(ordered, dtype=torch.bool)
-        repeated[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
-        n_repeated = int(repeated.sum())
-        if n_repeated == 0:
-            return rows
-        rows[torch.nonzero(repeated)[:, 0], where[repeated]] = torch.randint(
-            pool_size, (n_repeated,), generator=generator, device=device)
+    ordered, where = torch.sort(rows, dim=1, stable=True)  # stable: the first of equal picks comes first
+    repeated = torch.zeros_like(ordered, dtype=torch.bool)
+    repeated[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
+    row, column = torch.nonzero(repeated)[:, 0], where[repeated]
+    while len(row):
+        rows[row, column] = torch.randint(pool_size, (len(row),), generator=generator, device=device)
+        clashes = (rows[row] == rows[row, column].unsqueeze(1)).sum(1) > 1  # equal to another pick of the row
+        row, column = row[clashes], column[clashes]
+    return rows
 
 
 def histogram_events(bin_index: torch.Tensor, indices: torch.Tensor, n_bins: int) -> torch.Tensor:
@@ -345,8 +347,8 @@ def draw_mixture(background: EventPool, signal: EventPool | None, n_background: 
     """Counts of B background + S signal events per histogram, or B + S background events if ``signal`` is None."""
     if signal is None:
         return draw_counts(background, n_background + n_signal, n_histograms, **draw_options)
-    return (draw_counts(background, n_background, n_histograms, **draw_options)
-            + draw_counts(signal, n_signal, n_histograms, **draw_options))
+    counts = draw_counts(background, n_background, n_histograms, **draw_options)
+    return counts.add_(draw_counts(signal, n_signal, n_histograms, **draw_options))  # in place: sets are ~100 MB
 
 
 def normalise(counts: torch.Tensor, how: str = "max", in_place: bool = False) -> torch.Tensor:
@@ -358,6 +360,35 @@ def normalise(counts: torch.Tensor, how: str = "max", in_place: bool = False) ->
     if how == "none":
         return counts
     raise ValueError(f"normalisation={how!r}: choose one of {', '.join(NORMALISATIONS)}")
+
+
+def composed_scales(bank: torch.Tensor, orders: torch.Tensor, additions: torch.Tensor,
+                    groups: Sequence[tuple[int, slice]], how: str = "max") -> torch.Tensor:
+    """1 / the normaliser of every composed histogram ``bank[orders[i, h]] + additions[p, h]`` (p: the point of the
+    group holding i), (n, H), exactly as :func:`normalise` divides it, without building the histograms.
+
+    ``max``: a bin can raise a row's maximum above the bank row's own only if the most any row adds to it exceeds
+    the least any bank row falls short of its maximum there; the maximum is taken over those bins alone (a few:
+    the bank's peak, at small additions), all others are left out exactly."""
+    if how == "none":
+        return torch.ones(orders.shape, device=bank.device)
+    if how not in ("max", "sum"):
+        raise ValueError(f"normalisation={how!r}: choose one of {', '.join(NORMALISATIONS)}")
+    reduce = (lambda t: t.amax(dim=-1)) if how == "max" else (lambda t: t.sum(dim=-1))
+    own = reduce(bank)  # (H,)
+    headroom = (bank - own.unsqueeze(1)).amax(0) if how == "max" else None  # (C,) <= 0
+    scales = torch.empty(orders.shape, device=bank.device)
+    for p, part in groups:
+        added, rows = additions[p], orders[part]
+        if headroom is None:
+            total = own[rows] + added.sum(-1)
+        else:
+            total = own[rows]
+            bins = torch.nonzero(added.amax(0) + headroom > 0).squeeze(1)
+            if len(bins):
+                total = torch.maximum(total, (bank[:, bins][rows] + added[:, bins]).amax(-1))
+        scales[part] = total.clamp_min(1).reciprocal()
+    return scales
 
 
 # ----------------------------------------------------------------------------- tasks
