@@ -259,6 +259,16 @@ def test_stacked_networks_on_cuda_give_what_they_give_on_the_cpu():
     on_cpu = StackedDNN(nets).eval()(x)
     on_cuda = StackedDNN(nets).cuda().eval()(x.cuda())
     assert torch.allclose(on_cuda.cpu(), on_cpu, atol=1e-4)
+    columns = torch.tensor([0, 2, 3, 5, 7, 11, 12, 17, 20, 29])  # composed inputs and their gradients too
+    composed, _ = _composed(5, 12, columns, "max")
+    results = []
+    for device in ("cpu", "cuda"):
+        stack = StackedDNN(_networks(5, dropout=0.0)).to(device)
+        parts = ComposedInputs(*(t.to(device) if torch.is_tensor(t) else t for t in vars(composed).values()))
+        logits = stack(parts, columns=columns.to(device))
+        logits.square().sum().backward()
+        results.append([logits.detach().cpu()] + [p.grad.cpu() for p in stack.parameters()])
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-4) for a, b in zip(*results))
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
@@ -287,3 +297,13 @@ def test_bench_grid_prints_both_rates_and_their_ratio(own_store, tmp_path):
     rates = json.loads(out.read_text())
     assert rates["grid_per_minute"] > 0 and rates["single_per_minute"] > 0
     assert rates["ratio"] == pytest.approx(rates["grid_per_minute"] / rates["single_per_minute"])
+
+
+def test_bench_composed_prints_both_step_times_and_their_ratio():
+    run = _python("experiments/bench_composed.py", "--points", "2", "--seeds", "2", "--bins", "40", "--seconds", "0.05",
+                  cwd=ROOT)
+    assert run.returncode == 0, run.stderr[-2000:]
+    times = [float(m) for m in re.findall(r"inputs:\s+([\d.]+) ms per step", run.stdout)]
+    ratio = re.search(r"ratio built / composed: ([\d.]+)x", run.stdout.splitlines()[-1])
+    assert len(times) == 2 and all(t > 0 for t in times) and ratio is not None
+    assert float(ratio.group(1)) == pytest.approx(times[0] / times[1], rel=0.05)  # the times printed rounded
