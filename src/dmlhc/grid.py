@@ -324,15 +324,11 @@ class GridTrainer:
         orders = {seed: torch.randperm(self.batch, generator=self.generators[seed], device=bank.device)
                   for seed in sorted({n.seed for n in active})}
         slot = {p: i for i, p in enumerate(points)}
-        groups, start = [], 0
-        while start < len(active):  # a point's networks are contiguous
-            end = start + sum(1 for n in active[start:] if n.point == active[start].point)
-            groups.append((slot[active[start].point], slice(start, end)))
-            start = end
+        groups = tuple((slot[p], part) for p, part in point_groups(active))
         rows = torch.stack([orders[n.seed] for n in active])
         scales = composed_scales(bank, rows, additions, groups, first.normalisation)
         y = torch.cat([torch.ones(half), torch.zeros(self.batch - half)]).to(bank.device)
-        return ComposedInputs(bank, rows, additions, tuple(groups), scales), y, self.columns
+        return ComposedInputs(bank, rows, additions, groups, scales), y, self.columns
 
     def _background_batch(self) -> torch.Tensor:
         """The step's background histograms (batch, C) of B events, from a block drawn for BANK_BLOCK_STEPS steps at
@@ -347,10 +343,8 @@ class GridTrainer:
         """val/loss and val/auc of every active network on its point's validation set; early stopping and best
         weights as Lightning's EarlyStopping and ModelCheckpoint (strict improvement) do."""
         model.eval()
-        start = 0
-        while start < len(active):
-            p = active[start].point
-            end = start + sum(1 for n in active[start:] if n.point == p)  # a point's networks are contiguous
+        for p, part in point_groups(active):
+            start, end = part.start, part.stop
             inputs, columns = self.validation[p]
             logits = stacked_logits(model, inputs, slice(start, end), columns)
             labels = self.modules[p].sets["val"].y
@@ -361,7 +355,19 @@ class GridTrainer:
                            "val/auc": float(aucs[k])}
                 if network.record(epoch, metrics, self.rule):
                     network.best_state = model.network_state(start + k, network.net)
-            start = end
+
+
+def point_groups(active: list[Network]) -> list[tuple[int, slice]]:
+    """(point, the slice of ``active`` holding its networks) for every point, in order: a point's networks are
+    contiguous (built point by point; stopped ones leave without reordering the others)."""
+    groups: list[tuple[int, slice]] = []
+    start = 0
+    while start < len(active):
+        p = active[start].point
+        end = start + sum(1 for n in active[start:] if n.point == p)
+        groups.append((p, slice(start, end)))
+        start = end
+    return groups
 
 
 def update_average(averaged: torch.nn.Module, model: torch.nn.Module, weight: float) -> None:

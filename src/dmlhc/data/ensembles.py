@@ -374,9 +374,9 @@ def composed_scales(bank: torch.Tensor, orders: torch.Tensor, additions: torch.T
         return torch.ones(orders.shape, device=bank.device)
     if how not in ("max", "sum"):
         raise ValueError(f"normalisation={how!r}: choose one of {', '.join(NORMALISATIONS)}")
-    reduce = (lambda t: t.amax(dim=-1)) if how == "max" else (lambda t: t.sum(dim=-1))
-    own = reduce(bank)  # (H,)
-    headroom = (bank - own.unsqueeze(1)).amax(0) if how == "max" else None  # (C,) <= 0
+    own = bank.amax(dim=1) if how == "max" else bank.sum(dim=1)  # (H,)
+    # (C,) <= 0: the least any bank row falls short of its maximum in each bin
+    headroom = (bank - own.unsqueeze(1)).amax(0) if how == "max" else None
     scales = torch.empty(orders.shape, device=bank.device)
     for p, part in groups:
         added, rows = additions[p], orders[part]

@@ -17,9 +17,9 @@ as one more output column.
 In training the inputs can also come composed (:class:`ComposedInputs`): network i's histogram h
 is row ``orders[i, h]`` of one background bank shared by every network plus row h of its
 point's additions, divided by a normaliser. The first layer is linear, so it runs on the parts:
-one product of the bank with every network's weights (a single large matrix product, ~3x the
-speed of N thin batched ones on a CPU), one per point for the additions, and the rows then
-gathered and scaled; the N inputs themselves are never built.
+one product of the bank with every network's weights (a single large matrix product instead of
+N thin batched ones), one per point for the additions, and the rows then gathered and scaled; the
+N inputs themselves are never built (experiments/bench_composed.py times a step both ways).
 """
 
 from __future__ import annotations
@@ -196,17 +196,13 @@ class _FirstLayer(torch.autograd.Function):
         scale, shift, columns = ctx.saved_tensors
         weight_shape, skip_shape = ctx.shapes
         selected = torch.addcmul(prepared.transpose(1, 2) * scale.unsqueeze(2), shift.unsqueeze(2), offset)
-        grads: list[torch.Tensor | None] = []
-        for shape, part in zip((weight_shape, skip_shape), selected.split(weight_shape[2], dim=2)):
-            if shape is None:
-                grads.append(None)
-            elif columns is None:
-                grads.append(part.contiguous())
-            else:
-                grads.append(part.new_zeros(shape).index_copy_(1, columns, part))
-        if skip_shape is None:
-            grads.append(None)
-        return grads[0], grads[1], None, None, None
+
+        def on_all_inputs(part: torch.Tensor, shape: torch.Size) -> torch.Tensor:  # rows left out get no gradient
+            return part.contiguous() if columns is None else part.new_zeros(shape).index_copy_(1, columns, part)
+
+        weight, *skip = selected.split(weight_shape[2], dim=2)  # skip: [] without a skip path
+        return (on_all_inputs(weight, weight_shape), on_all_inputs(skip[0], skip_shape) if skip else None,
+                None, None, None)
 
 
 def select_networks(model: StackedDNN, optimiser: torch.optim.Optimizer, keep: torch.Tensor,
