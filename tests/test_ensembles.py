@@ -9,6 +9,7 @@ from scipy import stats
 from synthetic import bin_frequencies, synthetic_leading_jets
 
 from dmlhc.data.ensembles import (
+    _stable_sort_rows,
     draw_counts,
     draw_event_indices,
     draw_histograms,
@@ -252,3 +253,12 @@ def test_model_vs_model_labels_the_first_signal_one(background):
 def test_task_checks(task, signals, match):
     with pytest.raises(ValueError, match=match):
         make_task(task, signals)
+
+
+def test_stable_sort_of_rows_is_torchs_stable_sort():
+    """The redraw sampler's sort (numpy on unique keys) gives torch's stable sort: values and where each came from,
+    equal values in their original order (many repeats here)."""
+    rows = torch.randint(50, (64, 300), generator=generator(3))
+    ordered, where = _stable_sort_rows(rows)
+    expected = torch.sort(rows, dim=1, stable=True)
+    assert torch.equal(ordered, expected.values) and torch.equal(where, expected.indices)

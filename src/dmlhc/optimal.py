@@ -35,6 +35,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from dmlhc.data.ensembles import Task, sample_counts
@@ -132,17 +133,18 @@ def auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
 def row_aucs(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """The AUC (:func:`auc`) of every row of ``scores`` (k, H) against the same ``labels`` (H,): (k,) float64, one
     sort for all rows (the grid trainer's validation of a point's networks)."""
-    scores, positive = scores.detach().double(), labels.detach().flatten() > 0.5
+    scores, positive = scores.detach(), labels.detach().flatten() > 0.5
     n_pos = int(positive.sum())
     n_neg = len(positive) - n_pos
     if n_pos == 0 or n_neg == 0:
         raise ValueError(f"an AUC needs both classes; got {n_pos} positive and {n_neg} negative examples")
-    ordered, order = scores.sort(dim=1)
+    ordered, order = _sort_rows(scores if scores.dtype in (torch.float32, torch.float64) else scores.double())
     index = torch.arange(scores.shape[1], device=scores.device).expand_as(order)
     starts = torch.ones_like(order, dtype=torch.bool)
     starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]  # a run of tied scores begins
     if bool(starts.all()):  # no ties (the usual case): the ranks are the positions
-        rank_sum = ((index + 1).double() * positive[order]).sum(dim=1)
+        ranks = torch.arange(1, scores.shape[1] + 1, dtype=torch.float64, device=scores.device)
+        rank_sum = positive[order].double() @ ranks  # integers < 2**53: exact in any order
         return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
     ends = torch.ones_like(starts)
     ends[:, :-1] = starts[:, 1:]
@@ -151,6 +153,15 @@ def row_aucs(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     average_rank = (first + last).double() / 2 + 1
     rank_sum = (average_rank * positive[order]).sum(dim=1)
     return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def _sort_rows(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every row of ``scores`` sorted, and the order: on a CPU by numpy (its vectorised sort takes ~2 ms for 10 rows
+    of 20k validation scores, torch's ~10 ms), elsewhere by torch."""
+    if scores.device.type != "cpu":
+        return scores.sort(dim=1)
+    order = torch.from_numpy(np.argsort(scores.numpy(), axis=1))
+    return scores.gather(1, order), order
 
 
 def one_vs_rest_aucs(scores: torch.Tensor, labels: torch.Tensor) -> list[float]:

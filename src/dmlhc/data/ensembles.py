@@ -41,6 +41,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 
 from dmlhc.data.pools import EventPool
@@ -94,10 +95,12 @@ def draw_event_indices(pool_size: int, n_draws: int, n_histograms: int, *, mode:
     chunks, remaining = [], n_histograms
     while remaining > 0:
         take = min(per_permutation, remaining)
-        permutation = torch.randperm(pool_size, generator=generator, device=device)
+        # int32 (pools < 2**31 events): the same permutation as int64, drawn ~1.6x faster on a CPU
+        permutation = torch.randperm(pool_size, generator=generator, device=device,
+                                     dtype=torch.int32 if pool_size < 2**31 else torch.int64)
         chunks.append(permutation[: take * n_draws].view(take, n_draws))
         remaining -= take
-    return torch.cat(chunks) if chunks else torch.empty((0, n_draws), dtype=torch.int64, device=device)
+    return torch.cat(chunks).long() if chunks else torch.empty((0, n_draws), dtype=torch.int64, device=device)
 
 
 def _distinct_picks(pool_size: int, n_draws: int, n_histograms: int, generator, device) -> torch.Tensor:
@@ -107,7 +110,7 @@ def _distinct_picks(pool_size: int, n_draws: int, n_histograms: int, generator, 
     pool and ends with K distinct events, so a row is a uniformly random sequence of K distinct events and any
     first K' of its columns are a uniform K'-subset."""
     rows = torch.randint(pool_size, (n_histograms, n_draws), generator=generator, device=device)
-    ordered, where = torch.sort(rows, dim=1, stable=True)  # stable: the first of equal picks comes first
+    ordered, where = _stable_sort_rows(rows)  # stable: the first of equal picks comes first
     repeated = torch.zeros_like(ordered, dtype=torch.bool)
     repeated[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
     row, column = torch.nonzero(repeated)[:, 0], where[repeated]
@@ -118,11 +121,27 @@ def _distinct_picks(pool_size: int, n_draws: int, n_histograms: int, generator, 
     return rows
 
 
+def _take(values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """``values[indices]`` for a 1-d ``values``, as index_select (~4x advanced indexing on a CPU for a grid step's
+    ~1M event indices)."""
+    return values.index_select(0, indices.reshape(-1)).view(indices.shape)
+
+
+def _stable_sort_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row of integers >= 0 sorted, equal values in their original order, and where each came from; on a CPU as
+    numpy's vectorised sort of the unique keys value * K + position (~10x torch's stable sort), elsewhere by torch."""
+    if rows.device.type != "cpu":
+        return torch.sort(rows, dim=1, stable=True)
+    width = rows.shape[1]
+    keys = torch.from_numpy(np.sort((rows * width + torch.arange(width)).numpy(), axis=1))
+    return keys // width, keys % width
+
+
 def histogram_events(bin_index: torch.Tensor, indices: torch.Tensor, n_bins: int) -> torch.Tensor:
     """Bin counts (H, n_bins) float32 of the events ``indices`` (H, K) of a pool with ``bin_index``."""
     n_histograms = indices.shape[0]
     offsets = torch.arange(n_histograms, device=indices.device).unsqueeze(1) * n_bins
-    flat = (bin_index[indices].long() + offsets).reshape(-1)
+    flat = (_take(bin_index, indices).long() + offsets).reshape(-1)
     counts = torch.zeros(n_histograms * n_bins, dtype=torch.float32, device=indices.device)
     counts.index_add_(0, flat, torch.ones(1, dtype=torch.float32, device=indices.device).expand(flat.numel()))
     return counts.view(n_histograms, n_bins)
@@ -319,7 +338,7 @@ def draw_nested_counts(pool: EventPool, sizes: Sequence[int], n_histograms: int,
         events = draw_event_indices(len(pool), largest, n_histograms, mode=mode, generator=generator, device=device,
                                     subsets=subsets)
         offsets = _nested_offsets(tuple(ascending), n_histograms, n_bins, device)
-        flat = (pool.bin_index[events].to(offsets.dtype) + offsets).view(-1)
+        flat = (_take(pool.bin_index, events).to(offsets.dtype) + offsets).view(-1)
         counts = torch.zeros(n_sizes * n_histograms * n_bins, dtype=torch.float32, device=device)
         counts.index_add_(0, flat, torch.ones(1, dtype=torch.float32, device=device).expand(flat.numel()))
         nested = counts.view(n_sizes, n_histograms, n_bins).cumsum(0)
@@ -386,7 +405,8 @@ def composed_scales(bank: torch.Tensor, orders: torch.Tensor, additions: torch.T
             total = own[rows]
             bins = torch.nonzero(added.amax(0) + headroom > 0).squeeze(1)
             if len(bins):
-                total = torch.maximum(total, (bank[:, bins][rows] + added[:, bins]).amax(-1))
+                on_bins = bank.index_select(1, bins).index_select(0, rows.reshape(-1)).view(*rows.shape, len(bins))
+                total = torch.maximum(total, (on_bins + added[:, bins]).amax(-1))
         scales[part] = total.clamp_min(1).reciprocal()
     return scales
 

@@ -92,10 +92,11 @@ class StackedDNN(nn.Module):
         """Weight (n, out[+1], in) and bias (n, 1, out[+1]) of the first layer of networks ``part``, the
         standardisation folded in, the skip path as the last output; the weight's inputs ``columns`` only, if given
         (the bias holds every input's standardisation offset)."""
-        weight, skip = self.weights[0][part], (self.skip_weight[part] if self.has_skip else None)
-        bias = torch.cat([self.biases[0][part], self.skip_bias[part]], 2) if self.has_skip else self.biases[0][part]
-        scale = 1.0 / self.std[part]
-        shift = self.mean[part] * scale  # (n, in): x @ (W * scale) - shift @ W is the standardised input's product
+        weight, skip = _of(self.weights[0], part), (_of(self.skip_weight, part) if self.has_skip else None)
+        bias = _of(self.biases[0], part)
+        bias = torch.cat([bias, _of(self.skip_bias, part)], 2) if self.has_skip else bias
+        scale = 1.0 / _of(self.std, part)
+        shift = _of(self.mean, part) * scale  # (n, in): x @ (W * scale) - shift @ W is the standardised input's product
         if columns is not None:
             outside = shift.index_fill(1, columns, 0)  # inputs left out are 0, standardised to -shift: in the bias
             if bool(outside.any()):
@@ -119,8 +120,8 @@ class StackedDNN(nn.Module):
             first, skip = first[:, :-1], first[:, -1:]
         h = self._dropout(F.relu(first))
         for layer in range(1, len(self.weights)):  # (n, out, in) x (n, in, H)
-            h = torch.baddbmm(self.biases[layer][networks].transpose(1, 2),
-                              self.weights[layer][networks].transpose(1, 2), h)
+            h = torch.baddbmm(_of(self.biases[layer], networks).transpose(1, 2),
+                              _of(self.weights[layer], networks).transpose(1, 2), h)
             if layer < len(self.weights) - 1:
                 h = self._dropout(F.relu(h))
         logits = h
@@ -172,6 +173,12 @@ class StackedDNN(nn.Module):
         if isinstance(like.standardise, Standardise):
             state["standardise.mean"], state["standardise.std"] = self.mean[i].clone(), self.std[i].clone()
         return state
+
+
+def _of(stacked: torch.Tensor, networks: slice) -> torch.Tensor:
+    """The networks ``networks`` of a stacked tensor; all of them without an indexing step (whose gradient would
+    fill a zero tensor of the parameter's size and copy into it, on every training step)."""
+    return stacked if networks == slice(None) else stacked[networks]
 
 
 class _FirstLayer(torch.autograd.Function):
