@@ -299,6 +299,14 @@ def test_bench_grid_prints_both_rates_and_their_ratio(own_store, tmp_path):
     assert rates["ratio"] == pytest.approx(rates["grid_per_minute"] / rates["single_per_minute"])
 
 
+def test_bench_cpu_paths_checks_both_ways_agree_and_prints_their_ratios():
+    run = _python("experiments/bench_cpu_paths.py", "--scale", "0.01", "--seconds", "0.02", cwd=ROOT)
+    assert run.returncode == 0, run.stderr[-2000:]
+    ratios = [float(m) for m in re.findall(r"ms\s+([\d.]+)x$", run.stdout, flags=re.MULTILINE)]
+    assert len(ratios) == 4 and all(r > 0 for r in ratios)
+    assert re.search(r"geometric mean of the ratios: [\d.]+x", run.stdout.splitlines()[-1])
+
+
 def test_bench_composed_prints_both_step_times_and_their_ratio():
     run = _python("experiments/bench_composed.py", "--points", "2", "--seeds", "2", "--bins", "40", "--seconds", "0.05",
                   cwd=ROOT)
