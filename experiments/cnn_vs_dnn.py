@@ -1,6 +1,7 @@
 """Study 4 of the paper: the CNN's AUC over the DNN's against S/sqrt(B).
 
     python experiments/cnn_vs_dnn.py                      # trains (python train.py experiment=cnn_vs_dnn -m), collects
+    python experiments/cnn_vs_dnn.py --jobs 2             # two benchmarks side by side (a 2-core CPU)
     python experiments/cnn_vs_dnn.py --collect-only
     python experiments/cnn_vs_dnn.py --name cnn_vs_dnn_quick --reference fig7_quick   # minutes (the tests)
     python experiments/cnn_vs_dnn.py -- trainer=gpu       # extra train.py overrides after --
@@ -78,10 +79,12 @@ def plot(rows: list[dict], path: Path, title: str) -> Path:
 def main(argv: list[str] | None = None) -> int:
     def more(parser):
         parser.add_argument("--reference", default="fig7", help="MLflow experiment of the DNNs (a grid)")
+        parser.add_argument("--jobs", type=int, default=1, help="benchmarks trained side by side, one process each "
+                            "(one per CPU core)")
 
     args, overrides = study_arguments(__doc__, "cnn_vs_dnn", argv, more)
     if not args.collect_only:
-        train(args.name, overrides)
+        train(args.name, overrides, jobs=args.jobs)
     rows = join(collect(args.name, trained_by="cnn_vs_dnn.py"), collect(args.reference))
     if not rows:
         raise SystemExit(f"cnn_vs_dnn: no CNN point of {args.name!r} has a DNN in {args.reference!r}")
