@@ -13,7 +13,8 @@ writes ``experiments/results/NAME/`` (or --out):
 
 - ``cnn_vs_dnn.csv``: signal, snr, cnn (test AUC), dnn (the reference point's, the trimmed mean over its seeds),
   dnn_std, ratio = cnn / dnn, optimum (+- its bootstrap spread), ratio_optimal = optimum / dnn, both run ids;
-- ``cnn_vs_dnn.png``: the ratio against S/sqrt(B), one colour per benchmark (the optimum's over the DNN dashed);
+- ``cnn_vs_dnn.png``: the ratio against S/sqrt(B), one colour per benchmark, +- the DNN's seed spread (the optimum's
+  over the DNN dashed);
 
 and logs both as artifacts of a run ``NAME_summary``. Prints the table.
 """
@@ -55,7 +56,8 @@ def join(cnns: list[dict], dnns: list[dict]) -> list[dict]:
 
 
 def plot(rows: list[dict], path: Path, title: str) -> Path:
-    """CNN / DNN against S/sqrt(B), one colour per benchmark; optimum / DNN dashed."""
+    """CNN / DNN against S/sqrt(B), one colour per benchmark, with the DNN's seed spread (std / mean) as error bars:
+    how far one network of either kind may land from the mean; optimum / DNN dashed."""
     from dmlhc.tracking.plots import hep_label, hep_style, save, snr_axis
 
     with hep_style():
@@ -64,14 +66,15 @@ def plot(rows: list[dict], path: Path, title: str) -> Path:
         for k, signal in enumerate(sorted({r["signal"] for r in rows})):
             points = [r for r in rows if r["signal"] == signal]
             snr = [r["snr"] for r in points]
-            ax.plot(snr, [r["ratio"] for r in points], "-o", ms=4, color=colours(k % 10), label=signal)
+            ax.errorbar(snr, [r["ratio"] for r in points], yerr=[r["ratio"] * r["dnn_std"] / r["dnn"] for r in points],
+                        fmt="-o", ms=4, capsize=3, color=colours(k % 10), label=signal)
             ax.plot(snr, [r["ratio_optimal"] for r in points], "--", lw=1, color=colours(k % 10))
         ax.axhline(1, color="k", lw=0.8)
-        ax.plot([], [], "k-o", ms=4, label="CNN / DNN")
+        ax.errorbar([], [], yerr=[], fmt="k-o", ms=4, capsize=3, label="CNN / DNN (+- the DNN's seed spread)")
         ax.plot([], [], "k--", lw=1, label="optimum / DNN")
         snr_axis(ax, [r["snr"] for r in rows])
         ax.set_ylabel("AUC / AUC of the DNN")
-        ax.legend(fontsize=10, loc="upper right", title=title, title_fontsize=10)
+        ax.legend(fontsize=10, loc="best", title=title, title_fontsize=10)
         hep_label(ax)
         return save(fig, path)
 
