@@ -9,6 +9,7 @@ Scripts import it as ``from _common import ...`` (Python puts the script's folde
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import re
 import subprocess
@@ -21,6 +22,7 @@ from typing import Any
 
 import mlflow
 from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from mlflow.entities import Run
 from omegaconf import DictConfig, OmegaConf
 
@@ -33,17 +35,24 @@ from dmlhc.tracking.store import ensure_experiment, resolve_tracking_uri
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def study_arguments(doc: str, default_name: str, argv: list[str] | None = None,
-                    more: Callable[[argparse.ArgumentParser], None] | None = None,
+def study_arguments(doc: str, default_name: str | None, argv: list[str] | None = None,
+                    more: Callable[[argparse.ArgumentParser], None] | None = None, *, jobs: bool = False,
                     ) -> tuple[argparse.Namespace, list[str]]:
-    """A study script's arguments and the train.py overrides after ``--``: ``--name`` (an experiment config
-    conf/experiment/NAME.yaml, checked), ``--collect-only``, ``--out`` (default experiments/results/NAME, filled in)
-    and whatever ``more`` adds; the description is the first paragraph of ``doc``."""
+    """A study script's arguments and the train.py overrides after ``--``: the experiment config
+    conf/experiment/NAME.yaml (``--name``, default ``default_name``; with none, a positional argument; checked),
+    ``--collect-only``, ``--out`` (default experiments/results/NAME, filled in), with ``jobs`` ``--jobs N`` (for
+    :func:`train`) and whatever ``more`` adds; the description is the first paragraph of ``doc``."""
     own, overrides = split_overrides(list(sys.argv[1:] if argv is None else argv))
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
-    parser.add_argument("--name", default=default_name, help="experiment config conf/experiment/NAME.yaml")
+    if default_name is None:
+        parser.add_argument("name", help="an experiment config: conf/experiment/NAME.yaml")
+    else:
+        parser.add_argument("--name", default=default_name, help="experiment config conf/experiment/NAME.yaml")
     parser.add_argument("--collect-only", action="store_true", help="do not train; collect what MLflow holds")
     parser.add_argument("--out", type=Path, help="output folder (default experiments/results/NAME)")
+    if jobs:
+        parser.add_argument("--jobs", type=int, default=1, help="benchmarks trained side by side, one process each "
+                            "(one per CPU core: a job trains on one thread)")
     if more is not None:
         more(parser)
     args = parser.parse_args(own)
@@ -73,7 +82,8 @@ def train(name: str, overrides: Sequence[str], jobs: int = 1) -> None:
         return
     rest = [o for o in overrides if not o.startswith("signal=")]
     for signal in signals:
-        generate_samples(composed(name, [*rest, f"signal={signal}"]))
+        for job in sweep_jobs([*rest, f"signal={signal}"]):
+            generate_samples(composed(name, job))
     commands = [[sys.executable, str(ROOT / "train.py"), f"experiment={name}", *rest, f"signal={signal}", "-m"]
                 for signal in signals]
     running: list[subprocess.Popen] = []
@@ -97,6 +107,19 @@ def swept_signals(name: str, overrides: Sequence[str]) -> list[str]:
     config = OmegaConf.load(ROOT / "conf" / "experiment" / f"{name}.yaml")
     swept = OmegaConf.select(config, "hydra.sweeper.params.signal")
     return [s.strip() for s in str(swept).split(",") if s.strip()] if swept else []
+
+
+def sweep_jobs(overrides: Sequence[str]) -> list[list[str]]:
+    """The overrides of each job of a Hydra multirun given ``overrides``, as Hydra's basic sweeper makes them:
+    every combination of the swept values (``snr=0.2,1``, ``range(...)``, ``choice(...)``); no sweep, one job."""
+    choices = []
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
+        if override.is_sweep_override():
+            key = override.get_key_element()
+            choices.append([f"{key}={value}" for value in override.sweep_string_iterator()])
+        else:
+            choices.append([override.input_line])
+    return [list(job) for job in itertools.product(*choices)]
 
 
 def generate_samples(cfg: DictConfig) -> None:

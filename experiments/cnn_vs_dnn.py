@@ -82,10 +82,8 @@ def plot(rows: list[dict], path: Path, title: str) -> Path:
 def main(argv: list[str] | None = None) -> int:
     def more(parser):
         parser.add_argument("--reference", default="fig7", help="MLflow experiment of the DNNs (a grid)")
-        parser.add_argument("--jobs", type=int, default=1, help="benchmarks trained side by side, one process each "
-                            "(one per CPU core)")
 
-    args, overrides = study_arguments(__doc__, "cnn_vs_dnn", argv, more)
+    args, overrides = study_arguments(__doc__, "cnn_vs_dnn", argv, more, jobs=True)
     if not args.collect_only:
         train(args.name, overrides, jobs=args.jobs)
     rows = join(collect(args.name, trained_by="cnn_vs_dnn.py"), collect(args.reference))

@@ -25,7 +25,6 @@ the largest gap as a metric. Prints the table and the largest gap.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from pathlib import Path
@@ -35,9 +34,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import mlflow  # noqa: E402
-from _common import ROOT, log_summary_run, print_table, train  # noqa: E402
+from _common import log_summary_run, print_table, study_arguments, train  # noqa: E402
 
-from dmlhc.config import split_overrides  # noqa: E402
 from dmlhc.events.cache import write_csv  # noqa: E402
 from dmlhc.tracking.store import resolve_tracking_uri as tracking_uri  # noqa: E402
 
@@ -116,22 +114,13 @@ def log_summary(experiment: str, paths: list[Path], rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv, overrides = split_overrides(list(sys.argv[1:] if argv is None else argv))
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("name", help="an experiment config: conf/experiment/NAME.yaml (e.g. fig7, fig7_quick)")
-    parser.add_argument("--collect-only", action="store_true", help="do not train; collect what MLflow holds")
-    parser.add_argument("--out", type=Path, help="output folder (default experiments/results/NAME)")
-    parser.add_argument("--jobs", type=int, default=1, help="benchmarks trained side by side, one process each "
-                        "(one per CPU core: a grid job trains on one thread)")
-    args = parser.parse_args(argv)
-    if not (ROOT / "conf" / "experiment" / f"{args.name}.yaml").is_file():
-        parser.error(f"no experiment config conf/experiment/{args.name}.yaml")
+    args, overrides = study_arguments(__doc__, None, argv, jobs=True)
     if not args.collect_only:
         train(args.name, overrides, jobs=args.jobs)
     rows = collect(args.name)
     if not rows:
         raise SystemExit(f"grid: experiment {args.name!r} has no finished runs with test/auc")
-    out = args.out or ROOT / "experiments" / "results" / args.name
+    out = args.out
     table = write_table(rows, out / "auc_vs_snr.csv")
     figure = plot(rows, out / "auc_vs_snr.png", f"{args.name}: network (solid) vs likelihood-ratio optimum (dashed)")
     log_summary(args.name, [table, figure], rows)
