@@ -23,11 +23,13 @@ from typing import Any
 import mlflow
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from mlflow.entities import Run
 from omegaconf import DictConfig, OmegaConf
 
 from dmlhc.config import instantiate, prepare_process, split_overrides
 from dmlhc.data.datamodule import EnsembleDataModule
+from dmlhc.errors import CONFIG_ERROR_EXIT
 from dmlhc.eval import load_model
 from dmlhc.predict import trained_config
 from dmlhc.tracking.store import ensure_experiment, resolve_tracking_uri
@@ -78,12 +80,19 @@ def train(name: str, overrides: Sequence[str], jobs: int = 1) -> None:
     if len(signals) < 2:
         command = [sys.executable, str(ROOT / "train.py"), f"experiment={name}", *overrides, "-m"]
         print("+", " ".join(command), flush=True)
-        subprocess.run(command, check=True)
+        _stop_if_failed(command, subprocess.run(command).returncode)
         return
     rest = [o for o in overrides if not o.startswith("signal=")]
     for signal in signals:
-        for job in sweep_jobs([*rest, f"signal={signal}"]):
-            generate_samples(composed(name, job))
+        try:
+            configs = [composed(name, job) for job in sweep_jobs([*rest, f"signal={signal}"])]
+        except HydraException as err:
+            problem = " ".join(str(err).split())
+            print(f"dmlhc: configuration error: train.py overrides {' '.join(overrides)!r}: {problem}; mend the "
+                  "overrides after --", file=sys.stderr)
+            raise SystemExit(CONFIG_ERROR_EXIT) from None
+        for cfg in configs:
+            generate_samples(cfg)
     commands = [[sys.executable, str(ROOT / "train.py"), f"experiment={name}", *rest, f"signal={signal}", "-m"]
                 for signal in signals]
     running: list[subprocess.Popen] = []
@@ -96,7 +105,16 @@ def train(name: str, overrides: Sequence[str], jobs: int = 1) -> None:
     while running:
         running, failed = _wait_for_one(running, failed)
     if failed:
-        raise subprocess.CalledProcessError(failed[0].returncode, failed[0].args)
+        _stop_if_failed(failed[0].args, failed[0].returncode)
+
+
+def _stop_if_failed(command: Sequence[str], exit_code: int) -> None:
+    """End the study script with a training's exit code where it failed (its own message is above): one line, no
+    traceback."""
+    if exit_code != 0:
+        print(f"{Path(sys.argv[0]).name}: {' '.join(command)} failed (exit code {exit_code}; its message above)",
+              file=sys.stderr)
+        raise SystemExit(exit_code)
 
 
 def swept_signals(name: str, overrides: Sequence[str]) -> list[str]:

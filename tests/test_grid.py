@@ -100,3 +100,16 @@ def test_jobs_side_by_side_compose_every_job_of_a_swept_override(monkeypatch):
     assert [(composed("cnn_vs_dnn", job).snr, composed("cnn_vs_dnn", job).seed) for job in jobs[::3]] == [
         (1.118, 1), (2.236, 2)]
     assert sweep_jobs([]) == [[]] and sweep_jobs(["+x=choice(a,b)"]) == [["+x=a"], ["+x=b"]]
+
+
+@pytest.mark.parametrize(("jobs", "override", "code", "says"), [
+    ([], "nonsense_key=3", 1, "train.py experiment=fig7_quick nonsense_key=3 -m failed (exit code 1"),  # Hydra's own
+    (["--jobs", "2"], "snr=[1,", 2, "dmlhc: configuration error: train.py overrides 'snr=[1,': no viable"),
+    (["--jobs", "2"], "nonsense_key=1,2", 2, "Could not override 'nonsense_key'"),
+])
+def test_a_study_whose_training_cannot_run_ends_in_one_line(tmp_path, jobs, override, code, says):
+    run = subprocess.run([sys.executable, str(ROOT / "experiments" / "grid.py"), "fig7_quick", *jobs, "--", override],
+                         cwd=tmp_path, env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'm.db'}"},
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == code and says in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr and not (tmp_path / "m.db").exists()  # nothing trained, no store made
