@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dmlhc.config import instantiate, prepare_process, split_overrides
 from dmlhc.data.datamodule import EnsembleDataModule
-from dmlhc.errors import CONFIG_ERROR_EXIT
+from dmlhc.errors import ConfigError, reported_as_exit_codes
 from dmlhc.eval import load_model
 from dmlhc.predict import trained_config
 from dmlhc.tracking.store import ensure_experiment, resolve_tracking_uri
@@ -84,13 +84,12 @@ def train(name: str, overrides: Sequence[str], jobs: int = 1) -> None:
         return
     rest = [o for o in overrides if not o.startswith("signal=")]
     for signal in signals:
-        try:
-            configs = [composed(name, job) for job in sweep_jobs([*rest, f"signal={signal}"])]
-        except HydraException as err:
-            problem = " ".join(str(err).split())
-            print(f"dmlhc: configuration error: train.py overrides {' '.join(overrides)!r}: {problem}; mend the "
-                  "overrides after --", file=sys.stderr)
-            raise SystemExit(CONFIG_ERROR_EXIT) from None
+        with reported_as_exit_codes():  # a malformed override: one line, exit 2
+            try:
+                configs = [composed(name, job) for job in sweep_jobs([*rest, f"signal={signal}"])]
+            except HydraException as err:
+                raise ConfigError(f"train.py overrides {' '.join(overrides)!r}: {' '.join(str(err).split())}; mend "
+                                  "the overrides after --") from None
         for cfg in configs:
             generate_samples(cfg)
     commands = [[sys.executable, str(ROOT / "train.py"), f"experiment={name}", *rest, f"signal={signal}", "-m"]
@@ -119,9 +118,9 @@ def _stop_if_failed(command: Sequence[str], exit_code: int) -> None:
 
 def swept_signals(name: str, overrides: Sequence[str]) -> list[str]:
     """The benchmarks a multirun of experiment ``name`` sweeps: ``signal=a,b`` of ``overrides``, else the config's."""
-    given = [o.split("=", 1)[1] for o in overrides if o.startswith("signal=")]
+    given = [o for o in overrides if o.startswith("signal=")]
     if given:
-        return [s for s in given[-1].split(",") if s]
+        return [job[0].split("=", 1)[1] for job in sweep_jobs(given[-1:])]
     config = OmegaConf.load(ROOT / "conf" / "experiment" / f"{name}.yaml")
     swept = OmegaConf.select(config, "hydra.sweeper.params.signal")
     return [s.strip() for s in str(swept).split(",") if s.strip()] if swept else []

@@ -92,14 +92,16 @@ def test_jobs_side_by_side_compose_every_job_of_a_swept_override(monkeypatch):
     # grid.py / cnn_vs_dnn.py --jobs 2 -- snr=1.118,2.236 made each benchmark's samples from a config composed with
     # the sweep itself, which Hydra refuses ("Ambiguous value for argument"); each job is composed instead
     monkeypatch.syspath_prepend(str(ROOT / "experiments"))
-    from _common import composed, sweep_jobs
+    from _common import composed, sweep_jobs, swept_signals
 
     jobs = sweep_jobs(["snr=1.118,2.236", "signal=spin1_onshell", "seed=range(1,3)", "trainer=cpu"])
     assert jobs == [[f"snr={snr}", "signal=spin1_onshell", f"seed={seed}", "trainer=cpu"]
                     for snr in ("1.118", "2.236") for seed in (1, 2)]  # Hydra's basic sweeper's order
-    assert [(composed("cnn_vs_dnn", job).snr, composed("cnn_vs_dnn", job).seed) for job in jobs[::3]] == [
-        (1.118, 1), (2.236, 2)]
+    configs = [composed("cnn_vs_dnn", job) for job in jobs[::3]]
+    assert [(cfg.snr, cfg.seed) for cfg in configs] == [(1.118, 1), (2.236, 2)]
     assert sweep_jobs([]) == [[]] and sweep_jobs(["+x=choice(a,b)"]) == [["+x=a"], ["+x=b"]]
+    assert swept_signals("fig7_quick", ["signal=choice(alp,spin0_onshell)"]) == ["alp", "spin0_onshell"]
+    assert swept_signals("fig7_quick", ["signal=alp,spin1_onshell"]) == ["alp", "spin1_onshell"]
 
 
 @pytest.mark.parametrize(("jobs", "override", "code", "says"), [
