@@ -66,9 +66,25 @@ def study_arguments(doc: str, default_name: str | None, argv: list[str] | None =
 
 
 def composed(name: str, overrides: Sequence[str] = ()) -> DictConfig:
-    """train.py's config of experiment ``name`` with ``overrides`` (its ``study`` key: a study script's settings)."""
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        return compose("train", overrides=[f"experiment={name}", *overrides])
+    """train.py's config of experiment ``name`` with ``overrides`` (its ``study`` key: a study script's settings);
+    overrides Hydra cannot compose are a :class:`ConfigError`."""
+    try:
+        with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+            return compose("train", overrides=[f"experiment={name}", *overrides])
+    except HydraException as err:
+        raise _override_error(overrides, err) from None
+
+
+def _override_error(overrides: Sequence[str], err: HydraException) -> ConfigError:
+    return ConfigError(f"train.py overrides {' '.join(overrides)!r}: {' '.join(str(err).split())}; mend the overrides "
+                       "after --")
+
+
+def run_study(main: Callable[[], int]) -> None:
+    """A study script's entry point: ``main()``'s exit code; a user error (a bad override, a missing run) one line
+    and its own exit code, no traceback."""
+    with reported_as_exit_codes():
+        sys.exit(main())
 
 
 def train(name: str, overrides: Sequence[str], jobs: int = 1) -> None:
@@ -80,16 +96,12 @@ def train(name: str, overrides: Sequence[str], jobs: int = 1) -> None:
     if len(signals) < 2:
         command = [sys.executable, str(ROOT / "train.py"), f"experiment={name}", *overrides, "-m"]
         print("+", " ".join(command), flush=True)
-        _stop_if_failed(command, subprocess.run(command).returncode)
+        stop_if_failed(command, subprocess.run(command).returncode)
         return
     rest = [o for o in overrides if not o.startswith("signal=")]
     for signal in signals:
         with reported_as_exit_codes():  # a malformed override: one line, exit 2
-            try:
-                configs = [composed(name, job) for job in sweep_jobs([*rest, f"signal={signal}"])]
-            except HydraException as err:
-                raise ConfigError(f"train.py overrides {' '.join(overrides)!r}: {' '.join(str(err).split())}; mend "
-                                  "the overrides after --") from None
+            configs = [composed(name, job) for job in sweep_jobs([*rest, f"signal={signal}"])]
         for cfg in configs:
             generate_samples(cfg)
     commands = [[sys.executable, str(ROOT / "train.py"), f"experiment={name}", *rest, f"signal={signal}", "-m"]
@@ -104,15 +116,15 @@ def train(name: str, overrides: Sequence[str], jobs: int = 1) -> None:
     while running:
         running, failed = _wait_for_one(running, failed)
     if failed:
-        _stop_if_failed(failed[0].args, failed[0].returncode)
+        stop_if_failed(failed[0].args, failed[0].returncode)
 
 
-def _stop_if_failed(command: Sequence[str], exit_code: int) -> None:
-    """End the study script with a training's exit code where it failed (its own message is above): one line, no
-    traceback."""
+def stop_if_failed(command: Sequence[str], exit_code: int, resume: str = "") -> None:
+    """End the study script with a training's (or test's) exit code where it failed (its own message is above): one
+    line, no traceback, and ``resume``: what a rerun does."""
     if exit_code != 0:
-        print(f"{Path(sys.argv[0]).name}: {' '.join(command)} failed (exit code {exit_code}; its message above)",
-              file=sys.stderr)
+        print(f"{Path(sys.argv[0]).name}: {' '.join(command)} failed (exit code {exit_code}; its message above)"
+              + (f"; {resume}" if resume else ""), file=sys.stderr)
         raise SystemExit(exit_code)
 
 
@@ -129,8 +141,12 @@ def swept_signals(name: str, overrides: Sequence[str]) -> list[str]:
 def sweep_jobs(overrides: Sequence[str]) -> list[list[str]]:
     """The overrides of each job of a Hydra multirun given ``overrides``, as Hydra's basic sweeper makes them:
     every combination of the swept values (``snr=0.2,1``, ``range(...)``, ``choice(...)``); no sweep, one job."""
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except HydraException as err:
+        raise _override_error(overrides, err) from None
     choices = []
-    for override in OverridesParser.create().parse_overrides(list(overrides)):
+    for override in parsed:
         if override.is_sweep_override():
             key = override.get_key_element()
             choices.append([f"{key}={value}" for value in override.sweep_string_iterator()])

@@ -47,7 +47,16 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from _common import ROOT, composed, log_summary_run, newest_runs, print_table, study_arguments  # noqa: E402
+from _common import (  # noqa: E402
+    ROOT,
+    composed,
+    log_summary_run,
+    newest_runs,
+    print_table,
+    run_study,
+    stop_if_failed,
+    study_arguments,
+)
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from dmlhc.data.ensembles import n_signal_events  # noqa: E402
@@ -156,9 +165,8 @@ def run_jobs(name: str, keys: Mapping[Job, tuple[str, ...]], done: Mapping[tuple
     for k, job in enumerate(todo, 1):
         command = [sys.executable, str(ROOT / "train.py"), f"experiment={name}", *job.overrides, *extra]
         print(f"appendix: job {k} of {len(todo)}:", " ".join(command[2:]), flush=True)
-        if subprocess.run(command).returncode != 0:
-            raise SystemExit("appendix: train.py failed (command above); MLflow keeps the jobs that finished, "
-                             "a rerun runs the rest")
+        stop_if_failed(command, subprocess.run(command).returncode,
+                       "MLflow keeps the jobs that finished, a rerun runs the rest")
 
 
 def finished(name: str) -> dict[tuple[str, ...], object]:
@@ -255,4 +263,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_study(main)

@@ -21,14 +21,13 @@ ratio from 1.
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from _common import log_summary_run, print_table, study_arguments, train  # noqa: E402
+from _common import log_summary_run, print_table, run_study, study_arguments, train  # noqa: E402
 from parametrised import parametrised_runs, points  # noqa: E402
 
 from dmlhc.data.ensembles import n_signal_events  # noqa: E402
@@ -119,4 +118,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_study(main)

@@ -22,14 +22,13 @@ and logs both as artifacts of a run ``NAME_summary``. Prints the table.
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from _common import log_summary_run, print_table, study_arguments, train  # noqa: E402
+from _common import log_summary_run, print_table, run_study, study_arguments, train  # noqa: E402
 from grid import collect  # noqa: E402
 
 from dmlhc.events.cache import write_csv  # noqa: E402
@@ -103,4 +102,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_study(main)

@@ -43,7 +43,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-from _common import ROOT, log_summary_run, newest_runs, trained_run  # noqa: E402
+from _common import ROOT, log_summary_run, newest_runs, run_study, trained_run  # noqa: E402
 from transfer import source_networks  # noqa: E402
 
 from dmlhc.data.ensembles import draw_event_indices, n_signal_events, normalise  # noqa: E402
@@ -260,4 +260,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_study(main)

@@ -18,7 +18,6 @@ and logs both as artifacts of a run ``NAME_summary``. Prints the table.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -26,7 +25,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-from _common import log_summary_run, newest_runs, study_arguments, train, trained_run  # noqa: E402
+from _common import log_summary_run, newest_runs, run_study, study_arguments, train, trained_run  # noqa: E402
 from torchmetrics.functional.classification import binary_auroc, binary_roc  # noqa: E402
 
 from dmlhc.events.cache import write_csv  # noqa: E402
@@ -93,4 +92,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_study(main)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,7 +39,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import mlflow  # noqa: E402
 import torch  # noqa: E402
-from _common import log_summary_run  # noqa: E402
+from _common import log_summary_run, run_study  # noqa: E402
 from transfer import Network, chosen_networks, source_arguments  # noqa: E402
 
 from dmlhc.events.cache import write_csv  # noqa: E402
@@ -170,4 +169,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_study(main)

@@ -26,7 +26,6 @@ the largest gap as a metric. Prints the table and the largest gap.
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -34,7 +33,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import mlflow  # noqa: E402
-from _common import log_summary_run, print_table, study_arguments, train  # noqa: E402
+from _common import log_summary_run, print_table, run_study, study_arguments, train  # noqa: E402
 
 from dmlhc.events.cache import write_csv  # noqa: E402
 from dmlhc.tracking.store import resolve_tracking_uri as tracking_uri  # noqa: E402
@@ -133,4 +132,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_study(main)

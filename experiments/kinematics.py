@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import argparse
 import csv
-import sys
 from pathlib import Path
 
-from _common import log_summary_run
+from _common import log_summary_run, run_study
 
 from dmlhc.cli import main as dmlhc
 from dmlhc.events.kinematics import TABLE_COLUMNS
@@ -53,4 +52,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_study(main)

@@ -20,7 +20,16 @@ import math
 import subprocess
 import sys
 
-from _common import ROOT, composed, log_summary_run, newest_runs, print_table, study_arguments  # noqa: E402
+from _common import (  # noqa: E402
+    ROOT,
+    composed,
+    log_summary_run,
+    newest_runs,
+    print_table,
+    run_study,
+    stop_if_failed,
+    study_arguments,
+)
 from grid import plot  # noqa: E402
 
 from dmlhc.events.cache import write_csv  # noqa: E402
@@ -46,8 +55,7 @@ def train_pairs(name: str, pairs: list[tuple[str, str]], snrs: list[float], extr
         command = [sys.executable, str(ROOT / "train.py"), f"experiment={name}", f"signal={signal}",
                    f"data.other={other}", "snr=" + ",".join(f"{s:g}" for s in snrs), *extra, "-m"]
         print(f"model_vs_model: pair {k} of {len(todo)}:", " ".join(command[2:]), flush=True)
-        if subprocess.run(command).returncode != 0:
-            raise SystemExit("model_vs_model: train.py failed (command above); a rerun trains the pairs still missing")
+        stop_if_failed(command, subprocess.run(command).returncode, "a rerun trains the pairs still missing")
 
 
 def collect(name: str, pairs: list[tuple[str, str]], snrs: list[float]) -> list[dict]:
@@ -91,4 +99,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_study(main)

@@ -21,7 +21,6 @@ and logs them as artifacts of a run ``NAME_summary``. Prints the table.
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -30,7 +29,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _common import log_summary_run, newest_runs, study_arguments, train, trained_run  # noqa: E402
+from _common import log_summary_run, newest_runs, run_study, study_arguments, train, trained_run  # noqa: E402
 from torchmetrics.functional.classification import binary_auroc  # noqa: E402
 
 from dmlhc.events.cache import write_csv  # noqa: E402
@@ -136,4 +135,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_study(main)

@@ -38,7 +38,9 @@ from _common import (  # noqa: E402
     log_summary_run,
     newest_runs,
     print_table,
+    run_study,
     source_tests,
+    stop_if_failed,
     study_arguments,
     train,
 )
@@ -72,8 +74,7 @@ def run_tests(name: str, snrs: list[float], signals: list[str], extra: list[str]
                    "data.benchmarks=null", f"signal={','.join(missing)}", f"logger.mlflow.experiment_name={name}_tests",
                    *extra, "-m"]
         print("+", " ".join(command), flush=True)
-        if subprocess.run(command).returncode != 0:
-            raise SystemExit("multimodel: eval.py failed (command above); a rerun tests what is still missing")
+        stop_if_failed(command, subprocess.run(command).returncode, "a rerun tests what is still missing")
 
 
 def collect(name: str, snrs: list[float], signals: list[str], reference: str) -> list[dict]:
@@ -143,4 +144,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_study(main)

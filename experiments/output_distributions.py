@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -28,7 +27,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-from _common import log_summary_run, trained_run  # noqa: E402
+from _common import log_summary_run, run_study, trained_run  # noqa: E402
 from torchmetrics.functional.classification import binary_auroc  # noqa: E402
 from transfer import Network, chosen_networks, same_snr, source_arguments  # noqa: E402
 
@@ -138,4 +137,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_study(main)

@@ -21,14 +21,13 @@ and logs both as artifacts of a summary run ``NAME_summary`` (largest gaps as me
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from _common import log_summary_run, newest_runs, print_table, study_arguments, train  # noqa: E402
+from _common import log_summary_run, newest_runs, print_table, run_study, study_arguments, train  # noqa: E402
 from grid import collect as collect_grid  # noqa: E402
 
 from dmlhc.events.cache import write_csv  # noqa: E402
@@ -129,4 +128,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_study(main)

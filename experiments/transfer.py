@@ -46,7 +46,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
-from _common import log_summary_run, source_tests  # noqa: E402
+from _common import log_summary_run, run_study, source_tests, stop_if_failed  # noqa: E402
 from grid import collect as grid_points  # noqa: E402
 
 from dmlhc.config import split_overrides  # noqa: E402
@@ -154,9 +154,8 @@ def run_tests(study: str, tests: Sequence[Test], extra: Sequence[str]) -> None:
         command = [sys.executable, str(ROOT / "eval.py"), f"run_id={runs}", *overrides,
                    f"logger.mlflow.experiment_name={study}", *extra, "-m"]
         print("+", " ".join(command), flush=True)
-        if subprocess.run(command).returncode != 0:
-            raise SystemExit(f"transfer: eval.py failed (command above); {study!r} keeps the tests that finished, "
-                             f"a rerun tests the rest")
+        stop_if_failed(command, subprocess.run(command).returncode,
+                       f"{study!r} keeps the tests that finished, a rerun tests the rest")
         done, client = source_tests(study), mlflow.MlflowClient(resolve_tracking_uri())
         for test in members:
             if test.key in done:
@@ -343,4 +342,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_study(main)
