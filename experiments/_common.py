@@ -100,10 +100,8 @@ def train(name: str, overrides: Sequence[str], jobs: int = 1) -> None:
         return
     rest = [o for o in overrides if not o.startswith("signal=")]
     for signal in signals:
-        with reported_as_exit_codes():  # a malformed override: one line, exit 2
-            configs = [composed(name, job) for job in sweep_jobs([*rest, f"signal={signal}"])]
-        for cfg in configs:
-            generate_samples(cfg)
+        for job in sweep_jobs([*rest, f"signal={signal}"]):  # a malformed override: ConfigError (run_study: exit 2)
+            generate_samples(composed(name, job))
     commands = [[sys.executable, str(ROOT / "train.py"), f"experiment={name}", *rest, f"signal={signal}", "-m"]
                 for signal in signals]
     running: list[subprocess.Popen] = []
@@ -131,11 +129,11 @@ def stop_if_failed(command: Sequence[str], exit_code: int, resume: str = "") -> 
 def swept_signals(name: str, overrides: Sequence[str]) -> list[str]:
     """The benchmarks a multirun of experiment ``name`` sweeps: ``signal=a,b`` of ``overrides``, else the config's."""
     given = [o for o in overrides if o.startswith("signal=")]
-    if given:
-        return [job[0].split("=", 1)[1] for job in sweep_jobs(given[-1:])]
-    config = OmegaConf.load(ROOT / "conf" / "experiment" / f"{name}.yaml")
-    swept = OmegaConf.select(config, "hydra.sweeper.params.signal")
-    return [s.strip() for s in str(swept).split(",") if s.strip()] if swept else []
+    if not given:
+        swept = OmegaConf.select(OmegaConf.load(ROOT / "conf" / "experiment" / f"{name}.yaml"),
+                                 "hydra.sweeper.params.signal")
+        given = [f"signal={swept}"] if swept else []
+    return [job[0].split("=", 1)[1] for job in sweep_jobs(given[-1:])] if given else []
 
 
 def sweep_jobs(overrides: Sequence[str]) -> list[list[str]]:
